@@ -1,1 +1,42 @@
-fn main() {}
+//! The `crema` command: one subcommand per file in `commands/`, each a few calls into the `crema` library.
+
+mod commands;
+mod table;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// crema: train, test and time Caffe nets on the CPU; read and write Caffe's files.
+#[derive(Debug, Parser)]
+#[command(name = "crema", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    Convert(commands::convert::Args),
+    Inspect(commands::inspect::Args),
+    Upgrade(commands::upgrade::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Convert(args) => commands::convert::run(args),
+        Command::Inspect(args) => commands::inspect::run(args),
+        Command::Upgrade(args) => commands::upgrade::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            for cause in error.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}

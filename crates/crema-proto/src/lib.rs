@@ -26,6 +26,7 @@ pub mod blob;
 mod descriptor;
 mod error;
 pub mod files;
+pub mod kind;
 pub mod text;
 pub mod upgrade;
 
@@ -34,4 +35,5 @@ pub use caffe::{
     SolverParameter, SolverState, V1LayerParameter,
 };
 pub use descriptor::{descriptor_pool, CaffeMessage};
+pub use prost_reflect;
 pub use error::{Origin, ProtoError, Result};

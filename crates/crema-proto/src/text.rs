@@ -71,7 +71,12 @@ fn print_field(name: &str, value: &Value, kind: &Kind, depth: usize, out: &mut S
         out.push_str(&format!("{indent}}}\n"));
         return;
     }
-    let scalar = match value {
+    out.push_str(&format!("{indent}{name}: {}\n", format_scalar(value, kind)));
+}
+
+/// A scalar value as text format writes it (enums by name when `kind` is their enum).
+fn format_scalar(value: &Value, kind: &Kind) -> String {
+    match value {
         Value::Bool(v) => v.to_string(),
         Value::I32(v) => v.to_string(),
         Value::I64(v) => v.to_string(),
@@ -85,9 +90,25 @@ fn print_field(name: &str, value: &Value, kind: &Kind, depth: usize, out: &mut S
             Some(value) => value.name().to_owned(),
             None => number.to_string(),
         },
-        Value::List(_) | Value::Map(_) | Value::Message(_) => unreachable!("caffe.proto has no nested lists or maps"),
-    };
-    out.push_str(&format!("{indent}{name}: {scalar}\n"));
+        Value::List(_) | Value::Map(_) | Value::Message(_) => {
+            unreachable!("only scalars reach format_scalar: print_field prints messages, lists are split")
+        }
+    }
+}
+
+/// A field's value on one line, for tables: scalars as text format writes them, lists joined by `, `, messages
+/// as `{ field: value ... }`.
+pub fn print_inline(value: &Value, kind: &Kind) -> String {
+    match value {
+        Value::List(values) => values.iter().map(|v| print_inline(v, kind)).collect::<Vec<_>>().join(", "),
+        Value::Message(message) => {
+            let mut block = String::new();
+            print_message(message, 0, &mut block);
+            format!("{{ {} }}", block.lines().map(str::trim).collect::<Vec<_>>().join(" "))
+        }
+        Value::Map(_) => String::new(),
+        scalar => format_scalar(scalar, kind),
+    }
 }
 
 /// A float as the shortest text that reads back to the same value; exponent form for very large or small values.

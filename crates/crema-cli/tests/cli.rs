@@ -1,0 +1,123 @@
+//! The `crema` command as a user runs it: exit codes, output files, and what it prints.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn fixture(relative: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures").join(relative)
+}
+
+fn crema(args: &[&str], dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_crema"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("crema runs")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("crema-cli-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn convert_npy_to_binaryproto_is_byte_identical_to_pycaffe() {
+    let dir = temp_dir("convert");
+    let npy = fixture("caffe-reference/formats/H_4x4.npy");
+    let out = crema(&["convert", npy.to_str().unwrap(), "x.binaryproto", "--shape", "1,1,4,4"], &dir);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let written = std::fs::read(dir.join("x.binaryproto")).unwrap();
+    let expected = std::fs::read(fixture("caffe-reference/formats/H_shape_1x1x4x4.binaryproto")).unwrap();
+    assert_eq!(written, expected);
+
+    // And back: the .npy holds the same 4x4 values under the new shape.
+    let out = crema(&["convert", "x.binaryproto", "back.npy"], &dir);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let back = crema::io::read_npy(&dir.join("back.npy")).unwrap();
+    let original = crema::io::read_npy(&npy).unwrap();
+    assert_eq!(back.shape(), &[1, 1, 4, 4]);
+    assert_eq!(back.data(), original.data());
+}
+
+#[test]
+fn convert_refuses_a_shape_with_another_count() {
+    let dir = temp_dir("convert-bad");
+    let npy = fixture("caffe-reference/formats/H_4x4.npy");
+    let out = crema(&["convert", npy.to_str().unwrap(), "x.binaryproto", "--shape", "1,1,3,5"], &dir);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("cannot reshape [4, 4] (16 values) to [1, 1, 3, 5] (15 values)"), "{err}");
+    assert!(!dir.join("x.binaryproto").exists());
+}
+
+#[test]
+fn convert_refuses_unknown_extensions() {
+    let dir = temp_dir("convert-ext");
+    let npy = fixture("caffe-reference/formats/H_4x4.npy");
+    let out = crema(&["convert", npy.to_str().unwrap(), "x.txt"], &dir);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("use .npy or .binaryproto"), "{}", stderr(&out));
+}
+
+#[test]
+fn inspect_tells_files_apart_by_content() {
+    let dir = temp_dir("inspect");
+    // A binaryproto under a misleading name is still recognised.
+    std::fs::copy(fixture("caffe-reference/formats/H_legacy_nchw_1x1x4x4.binaryproto"), dir.join("weights.dat")).unwrap();
+    let out = crema(&["inspect", "weights.dat"], &dir);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("legacy num/channels/height/width form"), "{text}");
+    assert!(text.contains("1 x 1 x 4 x 4") && text.contains("2.875000") && text.contains("all finite"), "{text}");
+
+    let out = crema(&["inspect", fixture("caffe-reference/formats/tiny_ip.caffemodel").to_str().unwrap()], &dir);
+    let text = stdout(&out);
+    assert!(text.contains("caffemodel") && text.contains("InnerProduct") && text.contains("4 x 3, 4"), "{text}");
+
+    let out = crema(&["inspect", fixture("caffe-reference/formats/tiny_ip.prototxt").to_str().unwrap()], &dir);
+    let text = stdout(&out);
+    assert!(text.contains("net prototxt \"tiny_ip\", 2 layers"), "{text}");
+}
+
+#[test]
+fn inspect_reports_garbage_without_panicking() {
+    let dir = temp_dir("inspect-bad");
+    std::fs::write(dir.join("noise.bin"), [0xffu8, 0xfe, 0x00, 0x13, 0x37]).unwrap();
+    let out = crema(&["inspect", "noise.bin"], &dir);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("noise.bin: not a file crema knows"), "{}", stderr(&out));
+    let out = crema(&["inspect", "missing.npy"], &dir);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("missing.npy"), "{}", stderr(&out));
+}
+
+#[test]
+fn upgrade_rewrites_a_v1_infogain_net() {
+    let dir = temp_dir("upgrade");
+    std::fs::write(
+        dir.join("old.prototxt"),
+        "name: 'old'\n\
+         layers { name: 'fc' type: INNER_PRODUCT bottom: 'data' top: 'fc' blobs_lr: 1 blobs_lr: 2\n\
+                  weight_decay: 1 weight_decay: 0 inner_product_param { num_output: 5 } }\n\
+         layers { name: 'loss' type: INFOGAIN_LOSS bottom: 'fc' bottom: 'label' top: 'loss'\n\
+                  infogain_loss_param { source: 'H.binaryproto' } }\n",
+    )
+    .unwrap();
+    let out = crema(&["upgrade", "old.prototxt", "new.prototxt"], &dir);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("V1 'layers' definitions upgraded"), "{}", stderr(&out));
+    let text = std::fs::read_to_string(dir.join("new.prototxt")).unwrap();
+    assert!(text.contains("type: \"InfogainLoss\""), "{text}");
+    assert!(text.contains("infogain_loss_param {\n    source: \"H.binaryproto\"\n  }"), "{text}");
+    assert!(text.contains("param {\n    lr_mult: 2\n    decay_mult: 0\n  }"), "{text}");
+    assert!(!text.contains("layers"), "{text}");
+}
