@@ -57,12 +57,8 @@ mod tests {
 
     #[test]
     fn deep_nesting_is_refused() {
-        // NetParameter.state (field 6) is not recursive, but layer.blobs.shape nests only 3 deep; build a
-        // chain of V1 layers holding V0 layers holding ... instead: unknown groups nested 200 deep.
-        let mut bytes = Vec::new();
-        for _ in 0..200 {
-            bytes.push(0x0b); // field 1, start group
-        }
+        // caffe.proto has no recursive message, so nest unknown groups 200 deep (0x0b: field 1, start group).
+        let bytes = vec![0x0b; 200];
         assert!(decode::<NetParameter>(&bytes, "deep").is_err());
     }
 }

@@ -163,7 +163,10 @@ fn quote_bytes(bytes: &[u8]) -> String {
 /// Builds a [`ProtoError::TextParse`] for byte `offset` of `text`, with the line, a caret, and the enclosing
 /// blocks (`layer "loss" > loss_param`) so that the user sees where in the net the problem is.
 pub(crate) fn text_error(text: &str, origin: &str, offset: usize, message: String) -> ProtoError {
-    let offset = offset.min(text.len());
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
     let before = &text[..offset];
     let line = before.matches('\n').count() + 1;
     let line_start = before.rfind('\n').map_or(0, |i| i + 1);
