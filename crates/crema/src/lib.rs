@@ -1,10 +1,23 @@
 //! crema: a Caffe-compatible deep-learning trainer on the CPU, built for cost-sensitive learning.
 //!
+//! - [`blob`]: [`Blob`], values and gradients with Caffe's axis rules.
+//! - [`layer`]: the [`Layer`] trait; [`layers`]: every layer, one file each, and the registry.
+//! - [`filler`]: initial values of learnable blobs.
+//! - [`math`]: the kernels (matrix products, softmax, random numbers), the one place that knows the device.
 //! - [`io`]: arrays in and out of .npy and .binaryproto files.
 //! - [`proto`]: Caffe's message types and files (re-exported from `crema-proto`).
+//! - [`testing`]: the finite-difference gradient checker every layer's tests use.
 
+pub mod blob;
 pub mod error;
+pub mod filler;
 pub mod io;
+pub mod layer;
+pub mod layers;
+pub mod math;
+pub mod testing;
 
+pub use blob::Blob;
 pub use crema_proto as proto;
 pub use error::{Error, Result};
+pub use layer::{Layer, LayerContext, LayerError};

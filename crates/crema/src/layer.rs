@@ -1,0 +1,152 @@
+//! The [`Layer`] trait every layer implements, and what a layer is given when it is made.
+//!
+//! A layer reads its bottom blobs and writes its top blobs. Its life: [`Layer::setup`] once (checks that only
+//! need doing once; creating learnable blobs), then [`Layer::reshape`] whenever bottom shapes may have changed
+//! (every shape check and every top shape here), then [`Layer::forward`] and [`Layer::backward`] each iteration.
+//! Forward and backward allocate nothing.
+//!
+//! The net gives every layer distinct bottom and top blobs: a prototxt's in-place layers (`bottom: "x"
+//! top: "x"`) get a fresh top blob, and a blob read by several layers is split, so a layer never sees the same
+//! blob twice.
+
+use std::path::PathBuf;
+
+use crema_proto::caffe::Phase;
+use crema_proto::LayerParameter;
+
+use crate::blob::Blob;
+use crate::math::Rng;
+
+/// An error inside one layer; the net adds the layer's name, type and file.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct LayerError(pub String);
+
+impl LayerError {
+    /// An error with this message.
+    pub fn new(message: impl Into<String>) -> Self {
+        LayerError(message.into())
+    }
+}
+
+impl From<String> for LayerError {
+    fn from(message: String) -> Self {
+        LayerError(message)
+    }
+}
+
+impl From<crate::Error> for LayerError {
+    fn from(error: crate::Error) -> Self {
+        LayerError(error.to_string())
+    }
+}
+
+/// Result of layer methods.
+pub type LayerResult<T = ()> = std::result::Result<T, LayerError>;
+
+/// What a layer is given when it is made: its parameters and where it runs.
+pub struct LayerContext<'a> {
+    /// The layer's definition from the prototxt (after upgrades).
+    pub param: &'a LayerParameter,
+    /// TRAIN or TEST.
+    pub phase: Phase,
+    /// Folders to resolve relative paths in parameters against, in order (the working directory first, as
+    /// Caffe does, then the prototxt's folder).
+    pub search_dirs: &'a [PathBuf],
+    /// This layer's own random generator, derived from the net's seed and the layer's position.
+    pub rng: Rng,
+}
+
+impl LayerContext<'_> {
+    /// Resolves `path` from a parameter: as given when it exists, else in each search folder in turn; the
+    /// path as given when found nowhere (so the error names what the user wrote).
+    pub fn resolve(&self, path: &str) -> PathBuf {
+        let given = PathBuf::from(path);
+        if given.is_absolute() || given.exists() {
+            return given;
+        }
+        self.search_dirs
+            .iter()
+            .map(|dir| dir.join(path))
+            .find(|candidate| candidate.exists())
+            .unwrap_or(given)
+    }
+}
+
+/// How many bottoms or tops a layer takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Arity {
+    pub min: usize,
+    pub max: usize,
+}
+
+impl Arity {
+    /// Exactly `n`.
+    pub const fn exactly(n: usize) -> Arity {
+        Arity { min: n, max: n }
+    }
+
+    /// From `min` to `max`, inclusive.
+    pub const fn between(min: usize, max: usize) -> Arity {
+        Arity { min, max }
+    }
+
+    /// `min` or more.
+    pub const fn at_least(min: usize) -> Arity {
+        Arity { min, max: usize::MAX }
+    }
+
+    /// Whether `n` is allowed.
+    pub fn allows(&self, n: usize) -> bool {
+        (self.min..=self.max).contains(&n)
+    }
+}
+
+/// A layer of a net. See the module documentation for its life cycle.
+pub trait Layer: Send {
+    /// The type name, as in the prototxt (`"InnerProduct"`).
+    fn type_name(&self) -> &'static str;
+
+    /// How many bottoms the layer takes.
+    fn bottom_arity(&self) -> Arity;
+
+    /// How many tops the layer makes.
+    fn top_arity(&self) -> Arity;
+
+    /// Whether this is a loss layer: its first top then gets loss_weight 1 unless the prototxt says otherwise.
+    fn is_loss(&self) -> bool {
+        false
+    }
+
+    /// Whether `force_backward` may ask for a gradient to bottom `index` (losses refuse their labels).
+    fn allow_force_backward(&self, _index: usize) -> bool {
+        true
+    }
+
+    /// One-time setup with the first bottoms: checks, and learnable blobs created and filled.
+    fn setup(&mut self, _bottom: &[&Blob], _top: &mut [&mut Blob]) -> LayerResult {
+        Ok(())
+    }
+
+    /// Checks bottom shapes and shapes the tops. Called before the first forward and when inputs change shape.
+    fn reshape(&mut self, bottom: &[&Blob], top: &mut [&mut Blob]) -> LayerResult;
+
+    /// Computes the tops from the bottoms.
+    fn forward(&mut self, bottom: &[&Blob], top: &mut [&mut Blob]) -> LayerResult;
+
+    /// Computes bottom gradients (where `propagate_down[i]`) from top gradients, and adds parameter gradients
+    /// to the learnable blobs' diffs. Bottom diffs are overwritten, parameter diffs accumulated.
+    fn backward(&mut self, _top: &[&Blob], _propagate_down: &[bool], _bottom: &mut [&mut Blob]) -> LayerResult {
+        Ok(())
+    }
+
+    /// The learnable blobs (weights, biases), in Caffe's order.
+    fn params(&self) -> &[Blob] {
+        &[]
+    }
+
+    /// The learnable blobs, for the solver and for loading weights.
+    fn params_mut(&mut self) -> &mut [Blob] {
+        &mut []
+    }
+}

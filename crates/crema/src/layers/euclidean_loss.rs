@@ -1,0 +1,8 @@
+//! EuclideanLoss (STUB: being written; must not be committed as is).
+
+use crate::layer::{Layer, LayerContext, LayerError, LayerResult};
+
+/// Makes a EuclideanLoss layer.
+pub fn create(_ctx: &mut LayerContext) -> LayerResult<Box<dyn Layer>> {
+    Err(LayerError::new("STUB"))
+}

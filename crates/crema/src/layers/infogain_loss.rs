@@ -1,0 +1,8 @@
+//! InfogainLoss (STUB: being written; must not be committed as is).
+
+use crate::layer::{Layer, LayerContext, LayerError, LayerResult};
+
+/// Makes a InfogainLoss layer.
+pub fn create(_ctx: &mut LayerContext) -> LayerResult<Box<dyn Layer>> {
+    Err(LayerError::new("STUB"))
+}

@@ -1,0 +1,117 @@
+//! Every layer crema has, one file each, and the registry from type name to constructor.
+//!
+//! To add a layer: write `layers/my_layer.rs` with a type implementing [`Layer`] and a
+//! `pub fn create(ctx: &mut LayerContext) -> LayerResult<Box<dyn Layer>>`, then add one line to [`REGISTRY`].
+
+pub mod absval;
+pub mod accuracy;
+pub mod argmax;
+pub mod bias;
+pub mod bnll;
+pub mod concat;
+pub mod dropout;
+pub mod dummy_data;
+pub mod eltwise;
+pub mod elu;
+pub mod euclidean_loss;
+pub mod exp;
+pub mod flatten;
+pub mod hinge_loss;
+pub mod infogain_loss;
+pub mod inner_product;
+pub mod input;
+pub mod log;
+pub mod loss;
+pub mod multinomial_logistic_loss;
+pub mod parameter;
+pub mod power;
+pub mod prelu;
+pub mod relu;
+pub mod reshape;
+pub mod scale;
+pub mod sigmoid;
+pub mod sigmoid_cross_entropy_loss;
+pub mod silence;
+pub mod slice;
+pub mod softmax;
+pub mod softmax_with_loss;
+pub mod split;
+pub mod tanh;
+
+use crate::layer::{Layer, LayerContext, LayerResult};
+
+/// A layer constructor: reads the layer's parameters and returns the layer, or an error naming the field.
+pub type Constructor = fn(&mut LayerContext) -> LayerResult<Box<dyn Layer>>;
+
+/// Type name → constructor, for every layer type crema has.
+pub const REGISTRY: &[(&str, Constructor)] = &[
+    ("AbsVal", absval::create),
+    ("Accuracy", accuracy::create),
+    ("ArgMax", argmax::create),
+    ("BNLL", bnll::create),
+    ("Bias", bias::create),
+    ("Concat", concat::create),
+    ("Dropout", dropout::create),
+    ("DummyData", dummy_data::create),
+    ("ELU", elu::create),
+    ("Eltwise", eltwise::create),
+    ("EuclideanLoss", euclidean_loss::create),
+    ("Exp", exp::create),
+    ("Flatten", flatten::create),
+    ("HingeLoss", hinge_loss::create),
+    ("InfogainLoss", infogain_loss::create),
+    ("InnerProduct", inner_product::create),
+    ("Input", input::create),
+    ("Log", log::create),
+    ("MultinomialLogisticLoss", multinomial_logistic_loss::create),
+    ("PReLU", prelu::create),
+    ("Parameter", parameter::create),
+    ("Power", power::create),
+    ("ReLU", relu::create),
+    ("Reshape", reshape::create),
+    ("Scale", scale::create),
+    ("Sigmoid", sigmoid::create),
+    ("SigmoidCrossEntropyLoss", sigmoid_cross_entropy_loss::create),
+    ("Silence", silence::create),
+    ("Slice", slice::create),
+    ("Softmax", softmax::create),
+    ("SoftmaxWithLoss", softmax_with_loss::create),
+    ("Split", split::create),
+    ("TanH", tanh::create),
+];
+
+/// The constructor for `type_name`, if crema has that layer.
+pub fn constructor(type_name: &str) -> Option<Constructor> {
+    REGISTRY.iter().find(|(name, _)| *name == type_name).map(|(_, create)| *create)
+}
+
+/// The names of every layer type crema has, sorted.
+pub fn type_names() -> Vec<&'static str> {
+    let mut names: Vec<_> = REGISTRY.iter().map(|(name, _)| *name).collect();
+    names.sort_unstable();
+    names
+}
+
+/// Helpers for the layers' unit tests.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use crema_proto::caffe::Phase;
+    use crema_proto::LayerParameter;
+
+    use crate::layer::LayerContext;
+
+    /// A TRAIN-phase context for `param`, resolving paths against the working directory only.
+    pub fn context(param: &LayerParameter) -> LayerContext<'_> {
+        context_in(param, Phase::Train)
+    }
+
+    /// A context for `param` in `phase`.
+    pub fn context_in(param: &LayerParameter, phase: Phase) -> LayerContext<'_> {
+        LayerContext {
+            param,
+            phase,
+            search_dirs: &[],
+            rng: crate::math::rng(42, 0),
+        }
+    }
+}

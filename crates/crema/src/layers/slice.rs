@@ -1,0 +1,8 @@
+//! Slice (STUB: being written; must not be committed as is).
+
+use crate::layer::{Layer, LayerContext, LayerError, LayerResult};
+
+/// Makes a Slice layer.
+pub fn create(_ctx: &mut LayerContext) -> LayerResult<Box<dyn Layer>> {
+    Err(LayerError::new("STUB"))
+}
