@@ -4,7 +4,7 @@
 //! schema is accepted by name, enums by name, `field: { }` and `field { }` alike, and `#` comments.
 
 use miette::Diagnostic;
-use prost_reflect::{DynamicMessage, Kind, Value};
+use prost_reflect::{DynamicMessage, Kind, ReflectMessage, Value};
 
 use crate::descriptor::CaffeMessage;
 use crate::error::{ProtoError, Result};
@@ -28,7 +28,40 @@ pub fn parse<M: CaffeMessage>(text: &str, origin: &str) -> Result<M> {
             .unwrap_or(text.len());
         text_error(text, origin, offset, error.to_string())
     })?;
+    check_complete(&dynamic, "").map_err(|(field, reason)| ProtoError::Invalid {
+        origin: origin.to_owned(),
+        field,
+        reason,
+    })?;
     Ok(M::from_dynamic(&dynamic))
+}
+
+/// What protobuf's own text parser checks after parsing: every `required` field is set, and every enum number
+/// names a value of its enum. Returns the path of the first offending field and what is wrong.
+fn check_complete(message: &DynamicMessage, path: &str) -> std::result::Result<(), (String, String)> {
+    let join = |name: &str| if path.is_empty() { name.to_owned() } else { format!("{path}.{name}") };
+    for field in message.descriptor().fields() {
+        if field.cardinality() == prost_reflect::Cardinality::Required && !message.has_field(&field) {
+            return Err((join(field.name()), "is required but not set".into()));
+        }
+    }
+    for (field, value) in message.fields() {
+        let values: Vec<(String, &Value)> = match value {
+            Value::List(items) => items.iter().enumerate().map(|(i, v)| (format!("{}[{i}]", join(field.name())), v)).collect(),
+            single => vec![(join(field.name()), single)],
+        };
+        for (at, value) in values {
+            match (value, field.kind()) {
+                (Value::Message(inner), _) => check_complete(inner, &at)?,
+                (Value::EnumNumber(number), Kind::Enum(kind)) if kind.get_value(*number).is_none() => {
+                    let names: Vec<_> = kind.values().map(|v| v.name().to_owned()).collect();
+                    return Err((at, format!("{number} is not a value of {} ({})", kind.name(), names.join(", "))));
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Prints `message` in text format as Caffe's tools do: fields in number order, one value to a line (a repeated
@@ -284,6 +317,15 @@ mod tests {
             ProtoError::TextParse { line, .. } => assert_eq!(line, 3),
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn missing_required_fields_and_unknown_enum_numbers_are_refused() {
+        let err = parse::<NetParameter>("layer { name: 'c' clip_param { min: -1 } }", "n.prototxt").unwrap_err();
+        assert_eq!(err.to_string(), "n.prototxt: layer[0].clip_param.max: is required but not set");
+        let err = parse::<NetParameter>("layer { pooling_param { pool: 7 } }", "n.prototxt").unwrap_err();
+        assert!(err.to_string().starts_with("n.prototxt: layer[0].pooling_param.pool: 7 is not a value of PoolMethod"), "{err}");
+        assert!(parse::<NetParameter>("layer { pooling_param { pool: 1 } }", "n").is_ok());
     }
 
     #[test]

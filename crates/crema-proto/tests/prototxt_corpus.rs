@@ -1195,12 +1195,10 @@ fn inline_v1_net_param_upgrades() {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Known differences from Caffe's parser (protobuf's C++ TextFormat), to be fixed in crema-proto's src/text.rs.
-// Run with `cargo test -p crema-proto --test prototxt_corpus -- --ignored`.
+// Checks protobuf's C++ TextFormat makes after parsing, which Caffe's files rely on.
 // ---------------------------------------------------------------------------------------------------------------
 
 #[test]
-#[ignore = "crema-proto does not yet check proto2 `required` fields (ClipParameter.min/max); Caffe rejects the file"]
 fn missing_required_field_is_an_error() {
     let text = "layer { name: 'c' type: 'Clip' bottom: 'x' top: 'y' clip_param { min: -1 } }";
     let result = text::parse::<NetParameter>(text, "clip.prototxt");
@@ -1212,7 +1210,6 @@ fn missing_required_field_is_an_error() {
 }
 
 #[test]
-#[ignore = "crema-proto accepts enum numbers that name no value of a closed (proto2) enum; Caffe rejects them"]
 fn unknown_enum_number_is_an_error() {
     let text = "layer { name: 'p' type: 'Pooling' pooling_param { pool: 7 } }";
     assert!(text::parse::<NetParameter>(text, "pool.prototxt").is_err());

@@ -100,6 +100,18 @@ pub fn upgrade_net(net: &mut NetParameter, origin: &str) -> Result<UpgradeReport
 /// ```
 pub fn upgrade_solver(solver: &mut SolverParameter, origin: &str) -> Result<UpgradeReport> {
     let mut report = UpgradeReport::default();
+    // Nets written inside the solver are upgraded like nets read from their own files.
+    let inline_nets = solver
+        .net_param
+        .iter_mut()
+        .map(|net| ("net_param".to_owned(), net))
+        .chain(solver.train_net_param.iter_mut().map(|net| ("train_net_param".to_owned(), net)))
+        .chain(solver.test_net_param.iter_mut().enumerate().map(|(i, net)| (format!("test_net_param[{i}]"), net)));
+    for (field, net) in inline_nets {
+        let net_report = upgrade_net(net, &format!("{origin}: {field}"))?;
+        report.steps.extend(net_report.steps.into_iter().map(|step| format!("{field}: {step}")));
+        report.warnings.extend(net_report.warnings.into_iter().map(|w| format!("{field}: {w}")));
+    }
     let Some(old) = solver.solver_type else {
         return Ok(report);
     };
@@ -273,6 +285,15 @@ mod tests {
     fn layer_and_layers_together_are_refused() {
         let mut net: NetParameter = text::parse("layer { type: 'ReLU' } layers { type: RELU }", "t").unwrap();
         assert!(upgrade_net(&mut net, "t").unwrap_err().to_string().contains("both 'layer' and 'layers'"));
+    }
+
+    #[test]
+    fn inline_nets_in_a_solver_are_upgraded() {
+        let mut solver: SolverParameter =
+            text::parse("net_param { layers { name: 'r' type: RELU } } test_net_param { input: 'x' }", "t").unwrap();
+        let report = upgrade_solver(&mut solver, "t").unwrap();
+        assert_eq!(solver.net_param.as_ref().unwrap().layer[0].r#type(), "ReLU");
+        assert!(report.steps[0].starts_with("net_param: V1"), "{:?}", report.steps);
     }
 
     #[test]
