@@ -4,7 +4,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn fixture(relative: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures").join(relative)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures")
+        .join(relative)
 }
 
 fn crema(args: &[&str], dir: &Path) -> Output {
@@ -33,10 +35,22 @@ fn temp_dir(name: &str) -> PathBuf {
 fn convert_npy_to_binaryproto_is_byte_identical_to_pycaffe() {
     let dir = temp_dir("convert");
     let npy = fixture("caffe-reference/formats/H_4x4.npy");
-    let out = crema(&["convert", npy.to_str().unwrap(), "x.binaryproto", "--shape", "1,1,4,4"], &dir);
+    let out = crema(
+        &[
+            "convert",
+            npy.to_str().unwrap(),
+            "x.binaryproto",
+            "--shape",
+            "1,1,4,4",
+        ],
+        &dir,
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let written = std::fs::read(dir.join("x.binaryproto")).unwrap();
-    let expected = std::fs::read(fixture("caffe-reference/formats/H_shape_1x1x4x4.binaryproto")).unwrap();
+    let expected = std::fs::read(fixture(
+        "caffe-reference/formats/H_shape_1x1x4x4.binaryproto",
+    ))
+    .unwrap();
     assert_eq!(written, expected);
 
     // And back: the .npy holds the same 4x4 values under the new shape.
@@ -52,10 +66,22 @@ fn convert_npy_to_binaryproto_is_byte_identical_to_pycaffe() {
 fn convert_refuses_a_shape_with_another_count() {
     let dir = temp_dir("convert-bad");
     let npy = fixture("caffe-reference/formats/H_4x4.npy");
-    let out = crema(&["convert", npy.to_str().unwrap(), "x.binaryproto", "--shape", "1,1,3,5"], &dir);
+    let out = crema(
+        &[
+            "convert",
+            npy.to_str().unwrap(),
+            "x.binaryproto",
+            "--shape",
+            "1,1,3,5",
+        ],
+        &dir,
+    );
     assert!(!out.status.success());
     let err = stderr(&out);
-    assert!(err.contains("cannot reshape [4, 4] (16 values) to [1, 1, 3, 5] (15 values)"), "{err}");
+    assert!(
+        err.contains("cannot reshape [4, 4] (16 values) to [1, 1, 3, 5] (15 values)"),
+        "{err}"
+    );
     assert!(!dir.join("x.binaryproto").exists());
 }
 
@@ -65,27 +91,63 @@ fn convert_refuses_unknown_extensions() {
     let npy = fixture("caffe-reference/formats/H_4x4.npy");
     let out = crema(&["convert", npy.to_str().unwrap(), "x.txt"], &dir);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("use .npy or .binaryproto"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("use .npy or .binaryproto"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
 fn inspect_tells_files_apart_by_content() {
     let dir = temp_dir("inspect");
     // A binaryproto under a misleading name is still recognised.
-    std::fs::copy(fixture("caffe-reference/formats/H_legacy_nchw_1x1x4x4.binaryproto"), dir.join("weights.dat")).unwrap();
+    std::fs::copy(
+        fixture("caffe-reference/formats/H_legacy_nchw_1x1x4x4.binaryproto"),
+        dir.join("weights.dat"),
+    )
+    .unwrap();
     let out = crema(&["inspect", "weights.dat"], &dir);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
-    assert!(text.contains("legacy num/channels/height/width form"), "{text}");
-    assert!(text.contains("1 x 1 x 4 x 4") && text.contains("2.875000") && text.contains("all finite"), "{text}");
+    assert!(
+        text.contains("legacy num/channels/height/width form"),
+        "{text}"
+    );
+    assert!(
+        text.contains("1 x 1 x 4 x 4") && text.contains("2.875000") && text.contains("all finite"),
+        "{text}"
+    );
 
-    let out = crema(&["inspect", fixture("caffe-reference/formats/tiny_ip.caffemodel").to_str().unwrap()], &dir);
+    let out = crema(
+        &[
+            "inspect",
+            fixture("caffe-reference/formats/tiny_ip.caffemodel")
+                .to_str()
+                .unwrap(),
+        ],
+        &dir,
+    );
     let text = stdout(&out);
-    assert!(text.contains("caffemodel") && text.contains("InnerProduct") && text.contains("4 x 3, 4"), "{text}");
+    assert!(
+        text.contains("caffemodel") && text.contains("InnerProduct") && text.contains("4 x 3, 4"),
+        "{text}"
+    );
 
-    let out = crema(&["inspect", fixture("caffe-reference/formats/tiny_ip.prototxt").to_str().unwrap()], &dir);
+    let out = crema(
+        &[
+            "inspect",
+            fixture("caffe-reference/formats/tiny_ip.prototxt")
+                .to_str()
+                .unwrap(),
+        ],
+        &dir,
+    );
     let text = stdout(&out);
-    assert!(text.contains("net prototxt \"tiny_ip\", 2 layers"), "{text}");
+    assert!(
+        text.contains("net prototxt \"tiny_ip\", 2 layers"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -94,7 +156,11 @@ fn inspect_reports_garbage_without_panicking() {
     std::fs::write(dir.join("noise.bin"), [0xffu8, 0xfe, 0x00, 0x13, 0x37]).unwrap();
     let out = crema(&["inspect", "noise.bin"], &dir);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("noise.bin: not a file crema knows"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("noise.bin: not a file crema knows"),
+        "{}",
+        stderr(&out)
+    );
     let out = crema(&["inspect", "missing.npy"], &dir);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("missing.npy"), "{}", stderr(&out));
@@ -114,10 +180,20 @@ fn upgrade_rewrites_a_v1_infogain_net() {
     .unwrap();
     let out = crema(&["upgrade", "old.prototxt", "new.prototxt"], &dir);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stderr(&out).contains("V1 'layers' definitions upgraded"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("V1 'layers' definitions upgraded"),
+        "{}",
+        stderr(&out)
+    );
     let text = std::fs::read_to_string(dir.join("new.prototxt")).unwrap();
     assert!(text.contains("type: \"InfogainLoss\""), "{text}");
-    assert!(text.contains("infogain_loss_param {\n    source: \"H.binaryproto\"\n  }"), "{text}");
-    assert!(text.contains("param {\n    lr_mult: 2\n    decay_mult: 0\n  }"), "{text}");
+    assert!(
+        text.contains("infogain_loss_param {\n    source: \"H.binaryproto\"\n  }"),
+        "{text}"
+    );
+    assert!(
+        text.contains("param {\n    lr_mult: 2\n    decay_mult: 0\n  }"),
+        "{text}"
+    );
     assert!(!text.contains("layers"), "{text}");
 }

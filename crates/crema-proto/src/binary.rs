@@ -52,7 +52,11 @@ mod tests {
         // Field 5 (data, packed float), length 0x7fffffff, no payload: a claim of 2 GiB.
         let bytes = [0x2a, 0xff, 0xff, 0xff, 0xff, 0x07];
         let err = decode::<BlobProto>(&bytes, "h.binaryproto").unwrap_err();
-        assert!(err.to_string().starts_with("h.binaryproto: not a valid BlobProto"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("h.binaryproto: not a valid BlobProto"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -61,7 +61,10 @@ pub fn raw_shape(blob: &BlobProto) -> Vec<i64> {
             .map(i64::from)
             .collect()
     } else {
-        blob.shape.as_ref().map(|shape| shape.dim.clone()).unwrap_or_default()
+        blob.shape
+            .as_ref()
+            .map(|shape| shape.dim.clone())
+            .unwrap_or_default()
     }
 }
 
@@ -78,11 +81,19 @@ pub fn checked_shape(blob: &BlobProto, origin: &str) -> Result<Vec<usize>> {
     let mut count: usize = 1;
     let mut shape = Vec::with_capacity(raw.len());
     for (i, &dim) in raw.iter().enumerate() {
-        let dim = usize::try_from(dim)
-            .map_err(|_| ProtoError::invalid(origin, field(i), format!("dimension {dim} is negative")))?;
-        count = count.checked_mul(dim).filter(|&c| c <= i32::MAX as usize).ok_or_else(|| {
-            ProtoError::invalid(origin, "shape", format!("{raw:?} has more than {} elements", i32::MAX))
+        let dim = usize::try_from(dim).map_err(|_| {
+            ProtoError::invalid(origin, field(i), format!("dimension {dim} is negative"))
         })?;
+        count = count
+            .checked_mul(dim)
+            .filter(|&c| c <= i32::MAX as usize)
+            .ok_or_else(|| {
+                ProtoError::invalid(
+                    origin,
+                    "shape",
+                    format!("{raw:?} has more than {} elements", i32::MAX),
+                )
+            })?;
         shape.push(dim);
     }
     Ok(shape)
@@ -131,7 +142,10 @@ pub fn checked<'a>(blob: &'a BlobProto, origin: &str) -> Result<(Vec<usize>, Blo
         return Err(ProtoError::invalid(
             origin,
             field,
-            format!("holds {} values but the shape {shape:?} has {count}", data.len()),
+            format!(
+                "holds {} values but the shape {shape:?} has {count}",
+                data.len()
+            ),
         ));
     }
     if let Some(diff) = diff_values(blob) {
@@ -143,7 +157,10 @@ pub fn checked<'a>(blob: &'a BlobProto, origin: &str) -> Result<(Vec<usize>, Blo
             return Err(ProtoError::invalid(
                 origin,
                 field,
-                format!("holds {} values but the shape {shape:?} has {count}", diff.len()),
+                format!(
+                    "holds {} values but the shape {shape:?} has {count}",
+                    diff.len()
+                ),
             ));
         }
     }
@@ -204,10 +221,16 @@ mod tests {
     fn count_mismatch_names_the_field() {
         let blob = from_f32(&[2, 3], vec![0.0; 5]);
         let err = checked(&blob, "m.binaryproto").unwrap_err().to_string();
-        assert_eq!(err, "m.binaryproto: data: holds 5 values but the shape [2, 3] has 6");
+        assert_eq!(
+            err,
+            "m.binaryproto: data: holds 5 values but the shape [2, 3] has 6"
+        );
         let mut with_diff = from_f32(&[2], vec![0.0; 2]);
         with_diff.diff = vec![1.0];
-        assert!(checked(&with_diff, "d").unwrap_err().to_string().contains("diff"));
+        assert!(checked(&with_diff, "d")
+            .unwrap_err()
+            .to_string()
+            .contains("diff"));
     }
 
     #[test]
@@ -216,16 +239,27 @@ mod tests {
             shape: Some(BlobShape { dim: vec![2, -1] }),
             ..Default::default()
         };
-        assert!(checked(&negative, "n").unwrap_err().to_string().contains("shape.dim[1]"));
+        assert!(checked(&negative, "n")
+            .unwrap_err()
+            .to_string()
+            .contains("shape.dim[1]"));
         let huge = BlobProto {
-            shape: Some(BlobShape { dim: vec![1 << 20, 1 << 20, 1 << 20] }),
+            shape: Some(BlobShape {
+                dim: vec![1 << 20, 1 << 20, 1 << 20],
+            }),
             ..Default::default()
         };
-        assert!(checked(&huge, "h").unwrap_err().to_string().contains("elements"));
+        assert!(checked(&huge, "h")
+            .unwrap_err()
+            .to_string()
+            .contains("elements"));
     }
 
     #[test]
     fn empty_shape_is_a_scalar() {
-        assert_eq!(checked(&from_f32(&[], vec![4.0]), "s").unwrap().0, Vec::<usize>::new());
+        assert_eq!(
+            checked(&from_f32(&[], vec![4.0]), "s").unwrap().0,
+            Vec::<usize>::new()
+        );
     }
 }

@@ -55,7 +55,11 @@ pub enum ProtoError {
 }
 
 impl ProtoError {
-    pub(crate) fn invalid(origin: &str, field: impl Into<String>, reason: impl Into<String>) -> Self {
+    pub(crate) fn invalid(
+        origin: &str,
+        field: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> Self {
         ProtoError::Invalid {
             origin: origin.to_owned(),
             field: field.into(),

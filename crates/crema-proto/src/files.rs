@@ -22,7 +22,9 @@ fn io_error(path: &Path, source: std::io::Error) -> ProtoError {
 
 /// Reads a whole file after checking its size against `limit`.
 pub fn read_bytes(path: &Path, limit: u64, what: &'static str) -> Result<Vec<u8>> {
-    let size = std::fs::metadata(path).map_err(|e| io_error(path, e))?.len();
+    let size = std::fs::metadata(path)
+        .map_err(|e| io_error(path, e))?
+        .len();
     if size > limit {
         return Err(ProtoError::TooLarge {
             origin: path.display().to_string(),
@@ -40,7 +42,12 @@ pub fn read_text<M: CaffeMessage>(path: &Path) -> Result<M> {
     let text = String::from_utf8(bytes).map_err(|e| {
         let offset = e.utf8_error().valid_up_to();
         let text = String::from_utf8_lossy(e.as_bytes()).into_owned();
-        text::text_error(&text, &path.display().to_string(), offset, "the file is not valid UTF-8".into())
+        text::text_error(
+            &text,
+            &path.display().to_string(),
+            offset,
+            "the file is not valid UTF-8".into(),
+        )
     })?;
     text::parse(&text, &path.display().to_string())
 }
@@ -84,9 +91,12 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         Some(parent) if !parent.as_os_str().is_empty() => parent,
         _ => Path::new("."),
     };
-    let file_name = path
-        .file_name()
-        .ok_or_else(|| io_error(path, std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file path")))?;
+    let file_name = path.file_name().ok_or_else(|| {
+        io_error(
+            path,
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file path"),
+        )
+    })?;
     let mut temp_name = std::ffi::OsString::from(".");
     temp_name.push(file_name);
     temp_name.push(format!(".tmp{}", std::process::id()));

@@ -67,13 +67,20 @@ pub fn sniff(bytes: &[u8], hint: Option<&str>) -> FileKind {
     }
     let is_blob = |b: &[u8]| {
         decodes_cleanly::<BlobProto>(b).is_some_and(|blob| {
-            blob.shape.is_some() || crate::blob::is_legacy_shape(&blob) || !blob.data.is_empty() || !blob.double_data.is_empty()
+            blob.shape.is_some()
+                || crate::blob::is_legacy_shape(&blob)
+                || !blob.data.is_empty()
+                || !blob.double_data.is_empty()
         })
     };
-    let is_net =
-        |b: &[u8]| decodes_cleanly::<NetParameter>(b).is_some_and(|net| !net.layer.is_empty() || !net.layers.is_empty());
-    let is_state =
-        |b: &[u8]| decodes_cleanly::<SolverState>(b).is_some_and(|state| state.iter.is_some() || !state.history.is_empty());
+    let is_net = |b: &[u8]| {
+        decodes_cleanly::<NetParameter>(b)
+            .is_some_and(|net| !net.layer.is_empty() || !net.layers.is_empty())
+    };
+    let is_state = |b: &[u8]| {
+        decodes_cleanly::<SolverState>(b)
+            .is_some_and(|state| state.iter.is_some() || !state.history.is_empty())
+    };
     let mut order = [
         (FileKind::BlobProto, &is_blob as &dyn Fn(&[u8]) -> bool),
         (FileKind::NetBinary, &is_net),

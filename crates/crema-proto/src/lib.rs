@@ -31,9 +31,9 @@ pub mod text;
 pub mod upgrade;
 
 pub use caffe::{
-    BlobProto, BlobProtoVector, BlobShape, Datum, LayerParameter, NetParameter, NetState, NetStateRule,
-    SolverParameter, SolverState, V1LayerParameter,
+    BlobProto, BlobProtoVector, BlobShape, Datum, LayerParameter, NetParameter, NetState,
+    NetStateRule, SolverParameter, SolverState, V1LayerParameter,
 };
 pub use descriptor::{descriptor_pool, CaffeMessage};
-pub use prost_reflect;
 pub use error::{Origin, ProtoError, Result};
+pub use prost_reflect;

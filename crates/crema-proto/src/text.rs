@@ -38,24 +38,47 @@ pub fn parse<M: CaffeMessage>(text: &str, origin: &str) -> Result<M> {
 
 /// What protobuf's own text parser checks after parsing: every `required` field is set, and every enum number
 /// names a value of its enum. Returns the path of the first offending field and what is wrong.
-fn check_complete(message: &DynamicMessage, path: &str) -> std::result::Result<(), (String, String)> {
-    let join = |name: &str| if path.is_empty() { name.to_owned() } else { format!("{path}.{name}") };
+fn check_complete(
+    message: &DynamicMessage,
+    path: &str,
+) -> std::result::Result<(), (String, String)> {
+    let join = |name: &str| {
+        if path.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{path}.{name}")
+        }
+    };
     for field in message.descriptor().fields() {
-        if field.cardinality() == prost_reflect::Cardinality::Required && !message.has_field(&field) {
+        if field.cardinality() == prost_reflect::Cardinality::Required && !message.has_field(&field)
+        {
             return Err((join(field.name()), "is required but not set".into()));
         }
     }
     for (field, value) in message.fields() {
         let values: Vec<(String, &Value)> = match value {
-            Value::List(items) => items.iter().enumerate().map(|(i, v)| (format!("{}[{i}]", join(field.name())), v)).collect(),
+            Value::List(items) => items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (format!("{}[{i}]", join(field.name())), v))
+                .collect(),
             single => vec![(join(field.name()), single)],
         };
         for (at, value) in values {
             match (value, field.kind()) {
                 (Value::Message(inner), _) => check_complete(inner, &at)?,
-                (Value::EnumNumber(number), Kind::Enum(kind)) if kind.get_value(*number).is_none() => {
+                (Value::EnumNumber(number), Kind::Enum(kind))
+                    if kind.get_value(*number).is_none() =>
+                {
                     let names: Vec<_> = kind.values().map(|v| v.name().to_owned()).collect();
-                    return Err((at, format!("{number} is not a value of {} ({})", kind.name(), names.join(", "))));
+                    return Err((
+                        at,
+                        format!(
+                            "{number} is not a value of {} ({})",
+                            kind.name(),
+                            names.join(", ")
+                        ),
+                    ));
                 }
                 _ => {}
             }
@@ -124,7 +147,9 @@ fn format_scalar(value: &Value, kind: &Kind) -> String {
             None => number.to_string(),
         },
         Value::List(_) | Value::Map(_) | Value::Message(_) => {
-            unreachable!("only scalars reach format_scalar: print_field prints messages, lists are split")
+            unreachable!(
+                "only scalars reach format_scalar: print_field prints messages, lists are split"
+            )
         }
     }
 }
@@ -133,11 +158,18 @@ fn format_scalar(value: &Value, kind: &Kind) -> String {
 /// as `{ field: value ... }`.
 pub fn print_inline(value: &Value, kind: &Kind) -> String {
     match value {
-        Value::List(values) => values.iter().map(|v| print_inline(v, kind)).collect::<Vec<_>>().join(", "),
+        Value::List(values) => values
+            .iter()
+            .map(|v| print_inline(v, kind))
+            .collect::<Vec<_>>()
+            .join(", "),
         Value::Message(message) => {
             let mut block = String::new();
             print_message(message, 0, &mut block);
-            format!("{{ {} }}", block.lines().map(str::trim).collect::<Vec<_>>().join(" "))
+            format!(
+                "{{ {} }}",
+                block.lines().map(str::trim).collect::<Vec<_>>().join(" ")
+            )
         }
         Value::Map(_) => String::new(),
         scalar => format_scalar(scalar, kind),
@@ -306,7 +338,10 @@ mod tests {
         let text = "name: \"n\"\nlayer {\n  name: \"loss\"\n  type: \"InfogainLoss\"\n  loss_param {\n    normalisation: VALID\n  }\n}\n";
         let err = parse::<NetParameter>(text, "net.prototxt").unwrap_err();
         let shown = err.to_string();
-        assert!(shown.starts_with("net.prototxt:6:5: field 'normalisation' not found"), "{shown}");
+        assert!(
+            shown.starts_with("net.prototxt:6:5: field 'normalisation' not found"),
+            "{shown}"
+        );
         assert!(shown.contains("in layer \"loss\" > loss_param"), "{shown}");
     }
 
@@ -321,10 +356,20 @@ mod tests {
 
     #[test]
     fn missing_required_fields_and_unknown_enum_numbers_are_refused() {
-        let err = parse::<NetParameter>("layer { name: 'c' clip_param { min: -1 } }", "n.prototxt").unwrap_err();
-        assert_eq!(err.to_string(), "n.prototxt: layer[0].clip_param.max: is required but not set");
-        let err = parse::<NetParameter>("layer { pooling_param { pool: 7 } }", "n.prototxt").unwrap_err();
-        assert!(err.to_string().starts_with("n.prototxt: layer[0].pooling_param.pool: 7 is not a value of PoolMethod"), "{err}");
+        let err = parse::<NetParameter>("layer { name: 'c' clip_param { min: -1 } }", "n.prototxt")
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "n.prototxt: layer[0].clip_param.max: is required but not set"
+        );
+        let err =
+            parse::<NetParameter>("layer { pooling_param { pool: 7 } }", "n.prototxt").unwrap_err();
+        assert!(
+            err.to_string().starts_with(
+                "n.prototxt: layer[0].pooling_param.pool: 7 is not a value of PoolMethod"
+            ),
+            "{err}"
+        );
         assert!(parse::<NetParameter>("layer { pooling_param { pool: 1 } }", "n").is_ok());
     }
 
@@ -343,7 +388,10 @@ mod tests {
         assert!(printed.contains("base_lr: 1e-5\n"), "{printed}");
         assert!(printed.contains("delta: 1\n"), "{printed}");
         assert!(printed.contains("momentum: 0.9\n"), "{printed}");
-        assert!(printed.contains("snapshot_prefix: \"a\\\"b\\\\c\\n\u{e9}\\001\"\n"), "{printed}");
+        assert!(
+            printed.contains("snapshot_prefix: \"a\\\"b\\\\c\\n\u{e9}\\001\"\n"),
+            "{printed}"
+        );
         let back: SolverParameter = parse(&printed, "printed").unwrap();
         assert!(back.power().is_nan());
         let (mut a, mut b) = (solver.clone(), back.clone());

@@ -1,7 +1,8 @@
 //! Truncated, bit-flipped and random bytes fed to every reader of untrusted input: errors, never panics.
 
 use crema_proto::{
-    binary, blob, kind, text, BlobProto, BlobProtoVector, Datum, NetParameter, SolverParameter, SolverState,
+    binary, blob, kind, text, BlobProto, BlobProtoVector, Datum, NetParameter, SolverParameter,
+    SolverState,
 };
 use proptest::prelude::*;
 

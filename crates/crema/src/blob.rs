@@ -86,7 +86,9 @@ impl Blob {
 
     /// Product of the dimensions of axes `start..end`.
     pub fn count_range(&self, start: usize, end: usize) -> usize {
-        self.shape[start.min(self.shape.len())..end.min(self.shape.len())].iter().product()
+        self.shape[start.min(self.shape.len())..end.min(self.shape.len())]
+            .iter()
+            .product()
     }
 
     /// Product of the dimensions from axis `start` on.
@@ -203,7 +205,10 @@ mod tests {
     #[test]
     fn legacy_view_pads_with_ones() {
         let blob = Blob::new(&[7, 3]).unwrap();
-        assert_eq!((0..4).map(|i| blob.legacy_dim(i)).collect::<Vec<_>>(), [7, 3, 1, 1]);
+        assert_eq!(
+            (0..4).map(|i| blob.legacy_dim(i)).collect::<Vec<_>>(),
+            [7, 3, 1, 1]
+        );
     }
 
     #[test]

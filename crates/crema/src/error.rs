@@ -23,6 +23,19 @@ pub enum Error {
     #[error("{origin}: {reason}")]
     Npy { origin: String, reason: String },
 
+    /// A net that cannot be built or run as defined: names the file and what is wrong.
+    #[error("{origin}: {reason}")]
+    Net { origin: String, reason: String },
+
+    /// A problem in one layer: names the file, the layer and its type.
+    #[error("{origin}: layer \"{layer}\" ({layer_type}): {reason}")]
+    Layer {
+        origin: String,
+        layer: String,
+        layer_type: String,
+        reason: String,
+    },
+
     /// Values whose shape or count does not fit what they are used for.
     #[error("{origin}: {reason}")]
     Shape { origin: String, reason: String },

@@ -14,8 +14,16 @@ use crate::math::Rng;
 /// Fills `blob` as `filler` says, drawing from `rng`. `field` names the filler in errors (`weight_filler`).
 pub fn fill(blob: &mut Blob, filler: &FillerParameter, rng: &mut Rng, field: &str) -> LayerResult {
     let count = blob.count();
-    let fan_in = if blob.num_axes() > 0 && blob.shape()[0] > 0 { count / blob.shape()[0] } else { count };
-    let fan_out = if blob.num_axes() > 1 && blob.shape()[1] > 0 { count / blob.shape()[1] } else { count };
+    let fan_in = if blob.num_axes() > 0 && blob.shape()[0] > 0 {
+        count / blob.shape()[0]
+    } else {
+        count
+    };
+    let fan_out = if blob.num_axes() > 1 && blob.shape()[1] > 0 {
+        count / blob.shape()[1]
+    } else {
+        count
+    };
     let fan = || match filler.variance_norm() {
         VarianceNorm::FanIn => fan_in as f32,
         VarianceNorm::FanOut => fan_out as f32,
@@ -23,16 +31,23 @@ pub fn fill(blob: &mut Blob, filler: &FillerParameter, rng: &mut Rng, field: &st
     };
     let uniform = |blob: &mut Blob, rng: &mut Rng, low: f32, high: f32| -> LayerResult {
         if low.partial_cmp(&high).is_none_or(|order| order.is_gt()) {
-            return Err(LayerError::new(format!("{field}: min {low} is above max {high}")));
+            return Err(LayerError::new(format!(
+                "{field}: min {low} is above max {high}"
+            )));
         }
         for v in blob.data_mut() {
-            *v = if low == high { low } else { rng.random_range(low..=high) };
+            *v = if low == high {
+                low
+            } else {
+                rng.random_range(low..=high)
+            };
         }
         Ok(())
     };
     let gaussian = |blob: &mut Blob, rng: &mut Rng, mean: f32, std: f32| -> LayerResult {
-        let normal = Normal::new(mean, std)
-            .map_err(|_| LayerError::new(format!("{field}: std {std} must be a non-negative number")))?;
+        let normal = Normal::new(mean, std).map_err(|_| {
+            LayerError::new(format!("{field}: std {std} must be a non-negative number"))
+        })?;
         for v in blob.data_mut() {
             *v = normal.sample(rng);
         }
@@ -108,21 +123,36 @@ mod tests {
         };
         edit(&mut filler);
         let mut blob = Blob::new(shape).unwrap();
-        fill(&mut blob, &filler, &mut crate::math::rng(7, 0), "weight_filler").unwrap();
+        fill(
+            &mut blob,
+            &filler,
+            &mut crate::math::rng(7, 0),
+            "weight_filler",
+        )
+        .unwrap();
         blob
     }
 
     fn mean_and_variance(values: &[f32]) -> (f64, f64) {
         let n = values.len() as f64;
         let mean = values.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
-        let var = values.iter().map(|&v| (f64::from(v) - mean).powi(2)).sum::<f64>() / n;
+        let var = values
+            .iter()
+            .map(|&v| (f64::from(v) - mean).powi(2))
+            .sum::<f64>()
+            / n;
         (mean, var)
     }
 
     #[test]
     fn constant_and_uniform() {
-        assert!(filled("constant", &[3, 2], |f| f.value = Some(0.25)).data().iter().all(|&v| v == 0.25));
-        let blob = filled("uniform", &[100, 100], |f| (f.min, f.max) = (Some(-2.0), Some(3.0)));
+        assert!(filled("constant", &[3, 2], |f| f.value = Some(0.25))
+            .data()
+            .iter()
+            .all(|&v| v == 0.25));
+        let blob = filled("uniform", &[100, 100], |f| {
+            (f.min, f.max) = (Some(-2.0), Some(3.0))
+        });
         assert!(blob.data().iter().all(|&v| (-2.0..=3.0).contains(&v)));
         let (mean, _) = mean_and_variance(blob.data());
         assert!((mean - 0.5).abs() < 0.05, "{mean}");
@@ -134,7 +164,9 @@ mod tests {
         let xavier = filled("xavier", &[100, 200], |_| {});
         let (_, var) = mean_and_variance(xavier.data());
         assert!((var - 1.0 / 200.0).abs() < 0.0005, "{var}"); // uniform(-s, s) has variance s²/3 = 1/fan_in
-        let msra = filled("msra", &[100, 200], |f| f.variance_norm = Some(VarianceNorm::FanOut as i32));
+        let msra = filled("msra", &[100, 200], |f| {
+            f.variance_norm = Some(VarianceNorm::FanOut as i32)
+        });
         let (_, var) = mean_and_variance(msra.data());
         assert!((var - 2.0 / 100.0).abs() < 0.002, "{var}");
     }
@@ -175,7 +207,17 @@ mod tests {
             r#type: Some("orthogonal".into()),
             ..Default::default()
         };
-        let err = fill(&mut blob, &filler, &mut crate::math::rng(1, 0), "weight_filler").unwrap_err();
-        assert!(err.0.starts_with("weight_filler: unknown filler type \"orthogonal\""), "{err}");
+        let err = fill(
+            &mut blob,
+            &filler,
+            &mut crate::math::rng(1, 0),
+            "weight_filler",
+        )
+        .unwrap_err();
+        assert!(
+            err.0
+                .starts_with("weight_filler: unknown filler type \"orthogonal\""),
+            "{err}"
+        );
     }
 }

@@ -93,7 +93,10 @@ impl Arity {
 
     /// `min` or more.
     pub const fn at_least(min: usize) -> Arity {
-        Arity { min, max: usize::MAX }
+        Arity {
+            min,
+            max: usize::MAX,
+        }
     }
 
     /// Whether `n` is allowed.
@@ -136,7 +139,12 @@ pub trait Layer: Send {
 
     /// Computes bottom gradients (where `propagate_down[i]`) from top gradients, and adds parameter gradients
     /// to the learnable blobs' diffs. Bottom diffs are overwritten, parameter diffs accumulated.
-    fn backward(&mut self, _top: &[&Blob], _propagate_down: &[bool], _bottom: &mut [&mut Blob]) -> LayerResult {
+    fn backward(
+        &mut self,
+        _top: &[&Blob],
+        _propagate_down: &[bool],
+        _bottom: &mut [&mut Blob],
+    ) -> LayerResult {
         Ok(())
     }
 

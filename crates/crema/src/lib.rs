@@ -15,9 +15,11 @@ pub mod io;
 pub mod layer;
 pub mod layers;
 pub mod math;
+pub mod net;
 pub mod testing;
 
 pub use blob::Blob;
 pub use crema_proto as proto;
 pub use error::{Error, Result};
 pub use layer::{Layer, LayerContext, LayerError};
+pub use net::{Net, NetOptions};

@@ -29,6 +29,9 @@ pub struct GradientChecker {
     pub threshold: f32,
     /// Seed of the objective's weights.
     pub seed: u64,
+    /// Put weight on this top only (as Caffe's checker does for layers whose other tops pass no gradient back,
+    /// such as a loss layer's probabilities).
+    pub only_top: Option<usize>,
 }
 
 impl Default for GradientChecker {
@@ -37,6 +40,7 @@ impl Default for GradientChecker {
             step: 1e-2,
             threshold: 1e-3,
             seed: 1701,
+            only_top: None,
         }
     }
 }
@@ -49,25 +53,48 @@ fn run_forward(layer: &mut dyn Layer, bottoms: &[Blob], tops: &mut [Blob]) {
 }
 
 fn objective(tops: &[Blob], weights: &[Vec<f32>]) -> f64 {
-    tops.iter().zip(weights).map(|(top, w)| math::dot(top.data(), w)).sum()
+    tops.iter()
+        .zip(weights)
+        .map(|(top, w)| math::dot(top.data(), w))
+        .sum()
 }
 
 impl GradientChecker {
     /// Checks the gradients of `layer` with respect to the bottoms listed in `check` and to every
     /// learnable blob. The layer must be freshly made; `tops` is how many tops to give it.
     /// Returns a description of the first mismatches, if any.
-    pub fn check(&self, layer: &mut dyn Layer, bottoms: &mut [Blob], tops: usize, check: &[usize]) -> Result<(), String> {
+    pub fn check(
+        &self,
+        layer: &mut dyn Layer,
+        bottoms: &mut [Blob],
+        tops: usize,
+        check: &[usize],
+    ) -> Result<(), String> {
         let mut top_blobs: Vec<Blob> = (0..tops).map(|_| Blob::default()).collect();
         {
             let bottom_refs: Vec<&Blob> = bottoms.iter().collect();
             let mut top_refs: Vec<&mut Blob> = top_blobs.iter_mut().collect();
-            layer.setup(&bottom_refs, &mut top_refs).map_err(|e| format!("setup: {e}"))?;
+            layer
+                .setup(&bottom_refs, &mut top_refs)
+                .map_err(|e| format!("setup: {e}"))?;
         }
         run_forward(layer, bottoms, &mut top_blobs);
         let mut rng: Rng = math::rng(self.seed, 99);
         let weights: Vec<Vec<f32>> = top_blobs
             .iter()
-            .map(|top| (0..top.count()).map(|_| rng.random_range(-1.0f32..1.0)).collect())
+            .enumerate()
+            .map(|(t, top)| {
+                let weighted = self.only_top.is_none_or(|only| only == t);
+                (0..top.count())
+                    .map(|_| {
+                        if weighted {
+                            rng.random_range(-1.0f32..1.0)
+                        } else {
+                            0.0
+                        }
+                    })
+                    .collect()
+            })
             .collect();
 
         // Analytic gradients.
@@ -110,7 +137,11 @@ impl GradientChecker {
                 run_forward(layer, bottoms, &mut top_blobs);
                 let minus = objective(&top_blobs, &weights);
                 bottoms[b].data_mut()[i] = original;
-                compare(format!("bottom {b}[{i}]"), analytic, (plus - minus) / (2.0 * f64::from(h)));
+                compare(
+                    format!("bottom {b}[{i}]"),
+                    analytic,
+                    (plus - minus) / (2.0 * f64::from(h)),
+                );
             }
         }
         for (p, grads) in param_grads.iter().enumerate() {
@@ -123,7 +154,11 @@ impl GradientChecker {
                 run_forward(layer, bottoms, &mut top_blobs);
                 let minus = objective(&top_blobs, &weights);
                 layer.params_mut()[p].data_mut()[i] = original;
-                compare(format!("param {p}[{i}]"), analytic, (plus - minus) / (2.0 * f64::from(h)));
+                compare(
+                    format!("param {p}[{i}]"),
+                    analytic,
+                    (plus - minus) / (2.0 * f64::from(h)),
+                );
             }
         }
         run_forward(layer, bottoms, &mut top_blobs);

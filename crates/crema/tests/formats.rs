@@ -7,12 +7,16 @@ use crema::io::{self, ArrayData};
 use crema::proto::{blob, files, NetParameter};
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/caffe-reference/formats").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/caffe-reference/formats")
+        .join(name)
 }
 
 /// H = arange(16).reshape(4, 4) / 8 + eye(4), as the fixtures were made.
 fn expected_h() -> Vec<f32> {
-    (0..16).map(|i| i as f32 / 8.0 + if i % 5 == 0 { 1.0 } else { 0.0 }).collect()
+    (0..16)
+        .map(|i| i as f32 / 8.0 + if i % 5 == 0 { 1.0 } else { 0.0 })
+        .collect()
 }
 
 #[test]
@@ -37,7 +41,10 @@ fn npy_matches_binaryproto() {
 
 #[test]
 fn writing_gives_pycaffe_bytes() {
-    for (name, shape) in [("H_shape_1x1x4x4.binaryproto", vec![1, 1, 4, 4]), ("H_shape_4x4.binaryproto", vec![4, 4])] {
+    for (name, shape) in [
+        ("H_shape_1x1x4x4.binaryproto", vec![1, 1, 4, 4]),
+        ("H_shape_4x4.binaryproto", vec![4, 4]),
+    ] {
         let mut array = io::read_npy(&fixture("H_4x4.npy")).unwrap();
         array.reshape(&shape, "H").unwrap();
         let bytes = crema::proto::binary::encode(&io::array_to_blobproto(&array));
@@ -58,7 +65,8 @@ fn caffemodel_reads_with_its_weights() {
     assert_eq!(weights, io::read_npy(&fixture("tiny_ip_W.npy")).unwrap());
     assert_eq!(bias, io::read_npy(&fixture("tiny_ip_b.npy")).unwrap());
     // The text dump Caffe made of the same model parses to the same message.
-    let dumped: NetParameter = files::read_text(&fixture("tiny_ip.caffemodel.as_text.prototxt")).unwrap();
+    let dumped: NetParameter =
+        files::read_text(&fixture("tiny_ip.caffemodel.as_text.prototxt")).unwrap();
     assert_eq!(dumped, net);
 }
 

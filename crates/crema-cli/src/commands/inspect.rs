@@ -6,7 +6,9 @@ use anyhow::{bail, Result};
 use crema::io::{self, Array};
 use crema::proto::kind::{sniff, FileKind};
 use crema::proto::prost_reflect::Value;
-use crema::proto::{blob, files, text, BlobProto, CaffeMessage, NetParameter, NetStateRule, SolverState};
+use crema::proto::{
+    blob, files, text, BlobProto, CaffeMessage, NetParameter, NetStateRule, SolverState,
+};
 
 use crate::table::Table;
 
@@ -68,7 +70,11 @@ fn shape_text(shape: &[usize]) -> String {
     if shape.is_empty() {
         return "() (scalar)".into();
     }
-    shape.iter().map(usize::to_string).collect::<Vec<_>>().join(" x ")
+    shape
+        .iter()
+        .map(usize::to_string)
+        .collect::<Vec<_>>()
+        .join(" x ")
 }
 
 fn print_array(path: &Path, what: &str, array: &Array, diff: Option<String>) {
@@ -150,7 +156,11 @@ fn print_net_text(path: &Path) -> Result<()> {
 
 fn print_solver(path: &Path) -> Result<()> {
     let (solver, report) = files::read_solver_text(path)?;
-    println!("{}: solver prototxt, type {}", path.display(), solver.r#type());
+    println!(
+        "{}: solver prototxt, type {}",
+        path.display(),
+        solver.r#type()
+    );
     for step in &report.steps {
         println!("  upgraded on load: {step}");
     }
@@ -162,9 +172,15 @@ fn print_solver(path: &Path) -> Result<()> {
         let shown = match value {
             Value::Message(net) if field.name().ends_with("net_param") => {
                 let net = NetParameter::from_dynamic(net);
-                format!("(inline net \"{}\", {} layers)", net.name(), net.layer.len() + net.layers.len())
+                format!(
+                    "(inline net \"{}\", {} layers)",
+                    net.name(),
+                    net.layer.len() + net.layers.len()
+                )
             }
-            Value::List(nets) if field.name().ends_with("net_param") => format!("({} inline nets)", nets.len()),
+            Value::List(nets) if field.name().ends_with("net_param") => {
+                format!("({} inline nets)", nets.len())
+            }
             value => text::print_inline(value, &field.kind()),
         };
         table.row([field.name().to_owned(), shown]);
@@ -181,7 +197,10 @@ fn print_caffemodel(path: &Path) -> Result<()> {
     for (index, layer) in net.layer.iter().enumerate() {
         let mut shapes = Vec::new();
         for (b, proto) in layer.blobs.iter().enumerate() {
-            let (shape, _) = blob::checked(proto, &format!("{origin}: layer \"{}\" blobs[{b}]", layer.name()))?;
+            let (shape, _) = blob::checked(
+                proto,
+                &format!("{origin}: layer \"{}\" blobs[{b}]", layer.name()),
+            )?;
             total += shape.iter().product::<usize>();
             shapes.push(shape_text(&shape));
         }
@@ -215,7 +234,11 @@ fn print_solverstate(path: &Path, bytes: &[u8]) -> Result<()> {
     let mut table = Table::new(["history", "shape", "count"]).right(0).right(2);
     for (index, proto) in state.history.iter().enumerate() {
         let (shape, values) = blob::checked(proto, &format!("{origin}: history[{index}]"))?;
-        table.row([index.to_string(), shape_text(&shape), values.len().to_string()]);
+        table.row([
+            index.to_string(),
+            shape_text(&shape),
+            values.len().to_string(),
+        ]);
     }
     print!("{}", table.render(2));
     Ok(())

@@ -42,11 +42,19 @@ pub fn run(args: Args) -> Result<()> {
             eprintln!("upgraded: {step}");
         }
     } else {
-        eprintln!("{} is already in the current format; written unchanged", args.input.display());
+        eprintln!(
+            "{} is already in the current format; written unchanged",
+            args.input.display()
+        );
     }
     for warning in &report.warnings {
         eprintln!("warning: {warning}");
     }
-    println!("{} -> {} ({} layers)", args.input.display(), args.output.display(), net.layer.len());
+    println!(
+        "{} -> {} ({} layers)",
+        args.input.display(),
+        args.output.display(),
+        net.layer.len()
+    );
     Ok(())
 }

@@ -14,8 +14,8 @@ mod v0;
 mod v1;
 
 use crate::caffe::{
-    solver_parameter::SolverType, v1_layer_parameter::LayerType, InputParameter, LayerParameter, NetParameter,
-    SolverParameter, TransformationParameter,
+    solver_parameter::SolverType, v1_layer_parameter::LayerType, InputParameter, LayerParameter,
+    NetParameter, SolverParameter, TransformationParameter,
 };
 use crate::error::{ProtoError, Result};
 
@@ -55,12 +55,14 @@ pub fn upgrade_net(net: &mut NetParameter, origin: &str) -> Result<UpgradeReport
     let mut report = UpgradeReport::default();
     if net.layers.iter().any(|layer| layer.layer.is_some()) {
         v0::upgrade_v0_net(net, origin, &mut report)?;
-        report.steps.push("V0 layer definitions upgraded to V1".into());
-    }
-    if upgrade_data_transformation(net) {
         report
             .steps
-            .push("data layers' scale/mean_file/crop_size/mirror moved into transform_param".into());
+            .push("V0 layer definitions upgraded to V1".into());
+    }
+    if upgrade_data_transformation(net) {
+        report.steps.push(
+            "data layers' scale/mean_file/crop_size/mirror moved into transform_param".into(),
+        );
     }
     if !net.layers.is_empty() {
         if !net.layer.is_empty() {
@@ -77,7 +79,9 @@ pub fn upgrade_net(net: &mut NetParameter, origin: &str) -> Result<UpgradeReport
     }
     if !net.input.is_empty() {
         upgrade_input_fields(net, origin)?;
-        report.steps.push("net-level input fields replaced by an Input layer".into());
+        report
+            .steps
+            .push("net-level input fields replaced by an Input layer".into());
     }
     if needs_batch_norm_upgrade(net) {
         upgrade_batch_norm(net);
@@ -105,12 +109,33 @@ pub fn upgrade_solver(solver: &mut SolverParameter, origin: &str) -> Result<Upgr
         .net_param
         .iter_mut()
         .map(|net| ("net_param".to_owned(), net))
-        .chain(solver.train_net_param.iter_mut().map(|net| ("train_net_param".to_owned(), net)))
-        .chain(solver.test_net_param.iter_mut().enumerate().map(|(i, net)| (format!("test_net_param[{i}]"), net)));
+        .chain(
+            solver
+                .train_net_param
+                .iter_mut()
+                .map(|net| ("train_net_param".to_owned(), net)),
+        )
+        .chain(
+            solver
+                .test_net_param
+                .iter_mut()
+                .enumerate()
+                .map(|(i, net)| (format!("test_net_param[{i}]"), net)),
+        );
     for (field, net) in inline_nets {
         let net_report = upgrade_net(net, &format!("{origin}: {field}"))?;
-        report.steps.extend(net_report.steps.into_iter().map(|step| format!("{field}: {step}")));
-        report.warnings.extend(net_report.warnings.into_iter().map(|w| format!("{field}: {w}")));
+        report.steps.extend(
+            net_report
+                .steps
+                .into_iter()
+                .map(|step| format!("{field}: {step}")),
+        );
+        report.warnings.extend(
+            net_report
+                .warnings
+                .into_iter()
+                .map(|w| format!("{field}: {w}")),
+        );
     }
     let Some(old) = solver.solver_type else {
         return Ok(report);
@@ -151,15 +176,30 @@ fn upgrade_data_transformation(net: &mut NetParameter) -> bool {
     for layer in &mut net.layers {
         let (scale, mean_file, crop_size, mirror) = match layer.r#type() {
             LayerType::Data => match layer.data_param.as_mut() {
-                Some(p) => (p.scale.take(), p.mean_file.take(), p.crop_size.take(), p.mirror.take()),
+                Some(p) => (
+                    p.scale.take(),
+                    p.mean_file.take(),
+                    p.crop_size.take(),
+                    p.mirror.take(),
+                ),
                 None => continue,
             },
             LayerType::ImageData => match layer.image_data_param.as_mut() {
-                Some(p) => (p.scale.take(), p.mean_file.take(), p.crop_size.take(), p.mirror.take()),
+                Some(p) => (
+                    p.scale.take(),
+                    p.mean_file.take(),
+                    p.crop_size.take(),
+                    p.mirror.take(),
+                ),
                 None => continue,
             },
             LayerType::WindowData => match layer.window_data_param.as_mut() {
-                Some(p) => (p.scale.take(), p.mean_file.take(), p.crop_size.take(), p.mirror.take()),
+                Some(p) => (
+                    p.scale.take(),
+                    p.mean_file.take(),
+                    p.crop_size.take(),
+                    p.mirror.take(),
+                ),
                 None => continue,
             },
             _ => continue,
@@ -168,7 +208,9 @@ fn upgrade_data_transformation(net: &mut NetParameter) -> bool {
             continue;
         }
         changed = true;
-        let transform = layer.transform_param.get_or_insert_with(TransformationParameter::default);
+        let transform = layer
+            .transform_param
+            .get_or_insert_with(TransformationParameter::default);
         transform.scale = scale.or(transform.scale);
         transform.mean_file = mean_file.or(transform.mean_file.take());
         transform.crop_size = crop_size.or(transform.crop_size);
@@ -191,7 +233,11 @@ fn upgrade_input_fields(net: &mut NetParameter, origin: &str) -> Result<()> {
             return Err(ProtoError::invalid(
                 origin,
                 "input_shape",
-                format!("{} input_shape entries for {} inputs; give one per input", shapes.len(), inputs.len()),
+                format!(
+                    "{} input_shape entries for {} inputs; give one per input",
+                    shapes.len(),
+                    inputs.len()
+                ),
             ));
         }
         shapes
@@ -200,7 +246,11 @@ fn upgrade_input_fields(net: &mut NetParameter, origin: &str) -> Result<()> {
             return Err(ProtoError::invalid(
                 origin,
                 "input_dim",
-                format!("{} input_dim values for {} inputs; give four per input", dims.len(), inputs.len()),
+                format!(
+                    "{} input_dim values for {} inputs; give four per input",
+                    dims.len(),
+                    inputs.len()
+                ),
             ));
         }
         dims.chunks(4)
@@ -254,16 +304,25 @@ mod tests {
         assert!(report.upgraded());
         assert_eq!(net.layer[0].r#type(), "Input");
         assert_eq!(net.layer[0].top, vec!["data".to_string()]);
-        assert_eq!(net.layer[0].input_param.as_ref().unwrap().shape[0].dim, vec![10, 3, 4, 5]);
+        assert_eq!(
+            net.layer[0].input_param.as_ref().unwrap().shape[0].dim,
+            vec![10, 3, 4, 5]
+        );
         assert!(net.input.is_empty() && net.input_dim.is_empty());
         assert_eq!(net.layer[1].name(), "r");
     }
 
     #[test]
     fn input_dim_count_must_be_four_per_input() {
-        let mut net: NetParameter = text::parse("input: 'a' input_dim: 1 input_dim: 2", "t").unwrap();
-        let err = upgrade_net(&mut net, "net.prototxt").unwrap_err().to_string();
-        assert!(err.contains("input_dim") && err.contains("four per input"), "{err}");
+        let mut net: NetParameter =
+            text::parse("input: 'a' input_dim: 1 input_dim: 2", "t").unwrap();
+        let err = upgrade_net(&mut net, "net.prototxt")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("input_dim") && err.contains("four per input"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -275,30 +334,48 @@ mod tests {
 
     #[test]
     fn batch_norm_with_three_params_is_frozen() {
-        let mut net: NetParameter =
-            text::parse("layer { type: 'BatchNorm' param {} param {} param { lr_mult: 1 } }", "t").unwrap();
+        let mut net: NetParameter = text::parse(
+            "layer { type: 'BatchNorm' param {} param {} param { lr_mult: 1 } }",
+            "t",
+        )
+        .unwrap();
         upgrade_net(&mut net, "t").unwrap();
-        assert!(net.layer[0].param.iter().all(|p| p.lr_mult() == 0.0 && p.decay_mult() == 0.0));
+        assert!(net.layer[0]
+            .param
+            .iter()
+            .all(|p| p.lr_mult() == 0.0 && p.decay_mult() == 0.0));
     }
 
     #[test]
     fn layer_and_layers_together_are_refused() {
-        let mut net: NetParameter = text::parse("layer { type: 'ReLU' } layers { type: RELU }", "t").unwrap();
-        assert!(upgrade_net(&mut net, "t").unwrap_err().to_string().contains("both 'layer' and 'layers'"));
+        let mut net: NetParameter =
+            text::parse("layer { type: 'ReLU' } layers { type: RELU }", "t").unwrap();
+        assert!(upgrade_net(&mut net, "t")
+            .unwrap_err()
+            .to_string()
+            .contains("both 'layer' and 'layers'"));
     }
 
     #[test]
     fn inline_nets_in_a_solver_are_upgraded() {
-        let mut solver: SolverParameter =
-            text::parse("net_param { layers { name: 'r' type: RELU } } test_net_param { input: 'x' }", "t").unwrap();
+        let mut solver: SolverParameter = text::parse(
+            "net_param { layers { name: 'r' type: RELU } } test_net_param { input: 'x' }",
+            "t",
+        )
+        .unwrap();
         let report = upgrade_solver(&mut solver, "t").unwrap();
         assert_eq!(solver.net_param.as_ref().unwrap().layer[0].r#type(), "ReLU");
-        assert!(report.steps[0].starts_with("net_param: V1"), "{:?}", report.steps);
+        assert!(
+            report.steps[0].starts_with("net_param: V1"),
+            "{:?}",
+            report.steps
+        );
     }
 
     #[test]
     fn solver_type_and_type_together_are_refused() {
-        let mut solver: SolverParameter = text::parse("solver_type: ADAM type: 'Adam'", "t").unwrap();
+        let mut solver: SolverParameter =
+            text::parse("solver_type: ADAM type: 'Adam'", "t").unwrap();
         assert!(upgrade_solver(&mut solver, "t").is_err());
     }
 

@@ -10,7 +10,9 @@ use std::collections::HashMap;
 use prost_reflect::{DynamicMessage, Kind, ReflectMessage, Value};
 
 use super::UpgradeReport;
-use crate::caffe::{v1_layer_parameter::LayerType, NetParameter, V0LayerParameter, V1LayerParameter};
+use crate::caffe::{
+    v1_layer_parameter::LayerType, NetParameter, V0LayerParameter, V1LayerParameter,
+};
 use crate::descriptor::CaffeMessage;
 use crate::error::{ProtoError, Result};
 
@@ -23,16 +25,61 @@ const RULES: &[(&str, &[(&str, &str)])] = &[
     ("blobs", &[(ANY, "blobs")]),
     ("blobs_lr", &[(ANY, "blobs_lr")]),
     ("weight_decay", &[(ANY, "weight_decay")]),
-    ("num_output", &[("conv", "convolution_param.num_output"), ("innerproduct", "inner_product_param.num_output")]),
-    ("biasterm", &[("conv", "convolution_param.bias_term"), ("innerproduct", "inner_product_param.bias_term")]),
-    ("weight_filler", &[("conv", "convolution_param.weight_filler"), ("innerproduct", "inner_product_param.weight_filler")]),
-    ("bias_filler", &[("conv", "convolution_param.bias_filler"), ("innerproduct", "inner_product_param.bias_filler")]),
-    ("pad", &[("conv", "convolution_param.pad"), ("pool", "pooling_param.pad")]),
-    ("kernelsize", &[("conv", "convolution_param.kernel_size"), ("pool", "pooling_param.kernel_size")]),
+    (
+        "num_output",
+        &[
+            ("conv", "convolution_param.num_output"),
+            ("innerproduct", "inner_product_param.num_output"),
+        ],
+    ),
+    (
+        "biasterm",
+        &[
+            ("conv", "convolution_param.bias_term"),
+            ("innerproduct", "inner_product_param.bias_term"),
+        ],
+    ),
+    (
+        "weight_filler",
+        &[
+            ("conv", "convolution_param.weight_filler"),
+            ("innerproduct", "inner_product_param.weight_filler"),
+        ],
+    ),
+    (
+        "bias_filler",
+        &[
+            ("conv", "convolution_param.bias_filler"),
+            ("innerproduct", "inner_product_param.bias_filler"),
+        ],
+    ),
+    (
+        "pad",
+        &[
+            ("conv", "convolution_param.pad"),
+            ("pool", "pooling_param.pad"),
+        ],
+    ),
+    (
+        "kernelsize",
+        &[
+            ("conv", "convolution_param.kernel_size"),
+            ("pool", "pooling_param.kernel_size"),
+        ],
+    ),
     ("group", &[("conv", "convolution_param.group")]),
-    ("stride", &[("conv", "convolution_param.stride"), ("pool", "pooling_param.stride")]),
+    (
+        "stride",
+        &[
+            ("conv", "convolution_param.stride"),
+            ("pool", "pooling_param.stride"),
+        ],
+    ),
     ("pool", &[("pool", "pooling_param.pool")]),
-    ("dropout_ratio", &[("dropout", "dropout_param.dropout_ratio")]),
+    (
+        "dropout_ratio",
+        &[("dropout", "dropout_param.dropout_ratio")],
+    ),
     ("local_size", &[("lrn", "lrn_param.local_size")]),
     ("alpha", &[("lrn", "lrn_param.alpha")]),
     ("beta", &[("lrn", "lrn_param.beta")]),
@@ -60,16 +107,37 @@ const RULES: &[(&str, &[(&str, &str)])] = &[
             ("window_data", "window_data_param.batch_size"),
         ],
     ),
-    ("rand_skip", &[("data", "data_param.rand_skip"), ("images", "image_data_param.rand_skip")]),
+    (
+        "rand_skip",
+        &[
+            ("data", "data_param.rand_skip"),
+            ("images", "image_data_param.rand_skip"),
+        ],
+    ),
     ("shuffle_images", &[("images", "image_data_param.shuffle")]),
     ("new_height", &[("images", "image_data_param.new_height")]),
     ("new_width", &[("images", "image_data_param.new_width")]),
     ("concat_dim", &[("concat", "concat_param.concat_dim")]),
-    ("det_fg_threshold", &[("window_data", "window_data_param.fg_threshold")]),
-    ("det_bg_threshold", &[("window_data", "window_data_param.bg_threshold")]),
-    ("det_fg_fraction", &[("window_data", "window_data_param.fg_fraction")]),
-    ("det_context_pad", &[("window_data", "window_data_param.context_pad")]),
-    ("det_crop_mode", &[("window_data", "window_data_param.crop_mode")]),
+    (
+        "det_fg_threshold",
+        &[("window_data", "window_data_param.fg_threshold")],
+    ),
+    (
+        "det_bg_threshold",
+        &[("window_data", "window_data_param.bg_threshold")],
+    ),
+    (
+        "det_fg_fraction",
+        &[("window_data", "window_data_param.fg_fraction")],
+    ),
+    (
+        "det_context_pad",
+        &[("window_data", "window_data_param.context_pad")],
+    ),
+    (
+        "det_crop_mode",
+        &[("window_data", "window_data_param.crop_mode")],
+    ),
     ("hdf5_output_param", &[("hdf5_output", "hdf5_output_param")]),
 ];
 
@@ -105,7 +173,11 @@ fn v0_layer_type(name: &str) -> Option<LayerType> {
     })
 }
 
-pub(super) fn upgrade_v0_net(net: &mut NetParameter, origin: &str, report: &mut UpgradeReport) -> Result<()> {
+pub(super) fn upgrade_v0_net(
+    net: &mut NetParameter,
+    origin: &str,
+    report: &mut UpgradeReport,
+) -> Result<()> {
     let layers = fold_padding_layers(net, origin)?;
     net.layers = layers
         .iter()
@@ -117,9 +189,15 @@ pub(super) fn upgrade_v0_net(net: &mut NetParameter, origin: &str, report: &mut 
 
 /// Removes V0 "padding" layers, giving their `pad` to the conv or pool layer that reads their output.
 fn fold_padding_layers(net: &NetParameter, origin: &str) -> Result<Vec<V1LayerParameter>> {
-    let is_padding = |layer: &V1LayerParameter| layer.layer.as_ref().is_some_and(|l| l.r#type() == "padding");
+    let is_padding = |layer: &V1LayerParameter| {
+        layer
+            .layer
+            .as_ref()
+            .is_some_and(|l| l.r#type() == "padding")
+    };
     // The most recent layer (index into net.layers) that wrote each blob; None for net inputs.
-    let mut last_writer: HashMap<&str, Option<usize>> = net.input.iter().map(|name| (name.as_str(), None)).collect();
+    let mut last_writer: HashMap<&str, Option<usize>> =
+        net.input.iter().map(|name| (name.as_str(), None)).collect();
     let mut kept = Vec::new();
     for (index, connection) in net.layers.iter().enumerate() {
         let v0 = connection.layer.clone().unwrap_or_default();
@@ -140,7 +218,10 @@ fn fold_padding_layers(net: &NetParameter, origin: &str) -> Result<Vec<V1LayerPa
                 return Err(ProtoError::invalid(
                     origin,
                     field,
-                    format!("a V0 padding layer feeds a '{}' layer; only conv and pool can absorb it", v0.r#type()),
+                    format!(
+                        "a V0 padding layer feeds a '{}' layer; only conv and pool can absorb it",
+                        v0.r#type()
+                    ),
                 ));
             }
             if connection.bottom.len() != 1 || source.bottom.len() != 1 || source.top.len() != 1 {
@@ -151,7 +232,10 @@ fn fold_padding_layers(net: &NetParameter, origin: &str) -> Result<Vec<V1LayerPa
                 ));
             }
             let pad = source.layer.as_ref().map_or(0, |l| l.pad());
-            upgraded.layer.get_or_insert_with(V0LayerParameter::default).pad = Some(pad);
+            upgraded
+                .layer
+                .get_or_insert_with(V0LayerParameter::default)
+                .pad = Some(pad);
             upgraded.bottom[slot] = source.bottom[0].clone();
         }
         for top in &connection.top {
@@ -182,7 +266,11 @@ fn upgrade_v0_layer(
     let v0_type = v0.r#type().to_owned();
     if v0.r#type.is_some() {
         let layer_type = v0_layer_type(&v0_type).ok_or_else(|| {
-            ProtoError::invalid(origin, format!("{what}.layer.type"), format!("unknown V0 layer type \"{v0_type}\""))
+            ProtoError::invalid(
+                origin,
+                format!("{what}.layer.type"),
+                format!("unknown V0 layer type \"{v0_type}\""),
+            )
         })?;
         upgraded.r#type = Some(layer_type as i32);
     }
@@ -191,9 +279,10 @@ fn upgrade_v0_layer(
         match field.name() {
             "type" => continue,
             "new_num" | "new_channels" => {
-                report
-                    .warnings
-                    .push(format!("{what}: V0 field '{}' has no V1 counterpart and was dropped", field.name()));
+                report.warnings.push(format!(
+                    "{what}: V0 field '{}' has no V1 counterpart and was dropped",
+                    field.name()
+                ));
                 continue;
             }
             _ => {}
@@ -216,7 +305,13 @@ fn upgrade_v0_layer(
 
 /// Sets `path` (like `convolution_param.kernel_size`) in `message`, converting the V0 value to the target kind
 /// and appending when the target is repeated.
-fn set_path(message: &mut DynamicMessage, path: &str, value: &Value, origin: &str, what: &str) -> Result<()> {
+fn set_path(
+    message: &mut DynamicMessage,
+    path: &str,
+    value: &Value,
+    origin: &str,
+    what: &str,
+) -> Result<()> {
     let (head, rest) = match path.split_once('.') {
         Some((head, rest)) => (head, Some(rest)),
         None => (path, None),
@@ -232,7 +327,11 @@ fn set_path(message: &mut DynamicMessage, path: &str, value: &Value, origin: &st
         return set_path(inner, rest, value, origin, what);
     }
     let converted = convert(value, &field.kind()).ok_or_else(|| {
-        ProtoError::invalid(origin, format!("{what}.{head}"), format!("value {value:?} does not fit the V1 field"))
+        ProtoError::invalid(
+            origin,
+            format!("{what}.{head}"),
+            format!("value {value:?} does not fit the V1 field"),
+        )
     })?;
     if field.is_list() {
         match (message.get_field_mut(&field), converted) {
@@ -285,32 +384,70 @@ mod tests {
         let report = crate::upgrade::upgrade_net(&mut net, "v0").unwrap();
         assert!(report.warnings.is_empty(), "{:?}", report.warnings);
         let types: Vec<_> = net.layer.iter().map(|l| l.r#type()).collect();
-        assert_eq!(types, ["Input", "Convolution", "Pooling", "InnerProduct", "InfogainLoss"]);
+        assert_eq!(
+            types,
+            [
+                "Input",
+                "Convolution",
+                "Pooling",
+                "InnerProduct",
+                "InfogainLoss"
+            ]
+        );
         let conv = &net.layer[1];
         assert_eq!(conv.bottom, ["data"]);
         let conv_param = conv.convolution_param.as_ref().unwrap();
-        assert_eq!((conv_param.num_output(), &conv_param.kernel_size[..], &conv_param.stride[..]), (4, &[3][..], &[2][..]));
+        assert_eq!(
+            (
+                conv_param.num_output(),
+                &conv_param.kernel_size[..],
+                &conv_param.stride[..]
+            ),
+            (4, &[3][..], &[2][..])
+        );
         assert_eq!(conv_param.pad, [2]);
         assert_eq!(conv_param.weight_filler.as_ref().unwrap().std(), 0.01);
-        assert_eq!(conv.param.iter().map(|p| p.lr_mult()).collect::<Vec<_>>(), [1.0, 2.0]);
-        assert_eq!(net.layer[2].pooling_param.as_ref().unwrap().pool(), PoolMethod::Ave);
-        assert!(!net.layer[3].inner_product_param.as_ref().unwrap().bias_term());
-        assert_eq!(net.layer[4].infogain_loss_param.as_ref().unwrap().source(), "H.binaryproto");
+        assert_eq!(
+            conv.param.iter().map(|p| p.lr_mult()).collect::<Vec<_>>(),
+            [1.0, 2.0]
+        );
+        assert_eq!(
+            net.layer[2].pooling_param.as_ref().unwrap().pool(),
+            PoolMethod::Ave
+        );
+        assert!(!net.layer[3]
+            .inner_product_param
+            .as_ref()
+            .unwrap()
+            .bias_term());
+        assert_eq!(
+            net.layer[4].infogain_loss_param.as_ref().unwrap().source(),
+            "H.binaryproto"
+        );
     }
 
     #[test]
     fn unknown_v0_type_is_an_error() {
         let mut net: NetParameter =
             text::parse(r#"layers { layer { name: "x" type: "warp" } }"#, "v0").unwrap();
-        let err = crate::upgrade::upgrade_net(&mut net, "old.prototxt").unwrap_err().to_string();
+        let err = crate::upgrade::upgrade_net(&mut net, "old.prototxt")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("unknown V0 layer type \"warp\""), "{err}");
     }
 
     #[test]
     fn misplaced_v0_field_is_reported() {
-        let mut net: NetParameter =
-            text::parse(r#"layers { layer { name: "r" type: "relu" num_output: 3 } }"#, "v0").unwrap();
+        let mut net: NetParameter = text::parse(
+            r#"layers { layer { name: "r" type: "relu" num_output: 3 } }"#,
+            "v0",
+        )
+        .unwrap();
         let report = crate::upgrade::upgrade_net(&mut net, "v0").unwrap();
-        assert!(report.warnings[0].contains("num_output"), "{:?}", report.warnings);
+        assert!(
+            report.warnings[0].contains("num_output"),
+            "{:?}",
+            report.warnings
+        );
     }
 }

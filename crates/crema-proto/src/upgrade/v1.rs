@@ -7,7 +7,9 @@
 use prost_reflect::DynamicMessage;
 
 use super::UpgradeReport;
-use crate::caffe::{param_spec::DimCheckMode, v1_layer_parameter::LayerType, LayerParameter, ParamSpec};
+use crate::caffe::{
+    param_spec::DimCheckMode, v1_layer_parameter::LayerType, LayerParameter, ParamSpec,
+};
 use crate::caffe::{NetParameter, V1LayerParameter};
 use crate::descriptor::CaffeMessage;
 use crate::error::{ProtoError, Result};
@@ -60,9 +62,20 @@ pub fn v1_type_name(layer_type: LayerType) -> &'static str {
 }
 
 /// Fields of V1 layers that are not moved by name.
-const MAPPED_HERE: &[&str] = &["layer", "type", "blobs_lr", "weight_decay", "param", "blob_share_mode"];
+const MAPPED_HERE: &[&str] = &[
+    "layer",
+    "type",
+    "blobs_lr",
+    "weight_decay",
+    "param",
+    "blob_share_mode",
+];
 
-pub(super) fn upgrade_v1_net(net: &mut NetParameter, origin: &str, report: &mut UpgradeReport) -> Result<()> {
+pub(super) fn upgrade_v1_net(
+    net: &mut NetParameter,
+    origin: &str,
+    report: &mut UpgradeReport,
+) -> Result<()> {
     let old = std::mem::take(&mut net.layers);
     net.layer = old
         .iter()
@@ -102,13 +115,17 @@ fn upgrade_v1_layer(
     let mut layer = LayerParameter::from_dynamic(&moved);
 
     if old.layer.is_some() {
-        report
-            .warnings
-            .push(format!("{what}: a V0 'layer' block beside V1 fields was ignored"));
+        report.warnings.push(format!(
+            "{what}: a V0 'layer' block beside V1 fields was ignored"
+        ));
     }
     if let Some(raw) = old.r#type {
         let layer_type = LayerType::try_from(raw).map_err(|_| {
-            ProtoError::invalid(origin, format!("{what}.type"), format!("unknown V1 layer type {raw}"))
+            ProtoError::invalid(
+                origin,
+                format!("{what}.type"),
+                format!("unknown V1 layer type {raw}"),
+            )
         })?;
         layer.r#type = Some(v1_type_name(layer_type).to_owned());
     }
@@ -126,7 +143,9 @@ fn upgrade_v1_layer(
     for (spec, &mode) in layer.param.iter_mut().zip(&old.blob_share_mode) {
         let mode = match crate::caffe::v1_layer_parameter::DimCheckMode::try_from(mode) {
             Ok(crate::caffe::v1_layer_parameter::DimCheckMode::Strict) => DimCheckMode::Strict,
-            Ok(crate::caffe::v1_layer_parameter::DimCheckMode::Permissive) => DimCheckMode::Permissive,
+            Ok(crate::caffe::v1_layer_parameter::DimCheckMode::Permissive) => {
+                DimCheckMode::Permissive
+            }
             Err(_) => {
                 return Err(ProtoError::invalid(
                     origin,
@@ -174,7 +193,11 @@ mod tests {
         assert_eq!(layer.top, ["loss"]);
         assert_eq!(layer.loss_weight, [0.5]);
         assert_eq!(layer.include[0].phase(), crate::caffe::Phase::Train);
-        let multipliers: Vec<_> = layer.param.iter().map(|p| (p.lr_mult(), p.decay_mult())).collect();
+        let multipliers: Vec<_> = layer
+            .param
+            .iter()
+            .map(|p| (p.lr_mult(), p.decay_mult()))
+            .collect();
         assert_eq!(multipliers, [(1.0, 1.0), (2.0, 0.0)]);
         let infogain = layer.infogain_loss_param.as_ref().unwrap();
         assert_eq!((infogain.source(), infogain.axis()), ("H.binaryproto", 1));
@@ -199,7 +222,9 @@ mod tests {
 
     #[test]
     fn shared_param_names_and_modes() {
-        let net = upgraded("layers { type: INNER_PRODUCT param: 'w' param: 'b' blob_share_mode: PERMISSIVE }");
+        let net = upgraded(
+            "layers { type: INNER_PRODUCT param: 'w' param: 'b' blob_share_mode: PERMISSIVE }",
+        );
         let param = &net.layer[0].param;
         assert_eq!((param[0].name(), param[1].name()), ("w", "b"));
         assert_eq!(param[0].share_mode(), DimCheckMode::Permissive);

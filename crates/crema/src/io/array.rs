@@ -153,17 +153,25 @@ impl Array {
     /// The same array with its values in `dtype` (f64 to f32 rounds to nearest).
     pub fn cast(self, dtype: DType) -> Array {
         let data = match (self.data, dtype) {
-            (ArrayData::F64(values), DType::F32) => ArrayData::F32(values.into_iter().map(|v| v as f32).collect()),
-            (ArrayData::F32(values), DType::F64) => ArrayData::F64(values.into_iter().map(f64::from).collect()),
+            (ArrayData::F64(values), DType::F32) => {
+                ArrayData::F32(values.into_iter().map(|v| v as f32).collect())
+            }
+            (ArrayData::F32(values), DType::F64) => {
+                ArrayData::F64(values.into_iter().map(f64::from).collect())
+            }
             (data, _) => data,
         };
-        Array { shape: self.shape, data }
+        Array {
+            shape: self.shape,
+            data,
+        }
     }
 
     /// Minimum, maximum and mean of the finite values, and the count of NaN and infinite ones.
     /// With no finite value, min, max and mean are NaN.
     pub fn summary(&self) -> Summary {
-        let (mut min, mut max, mut sum, mut finite, mut non_finite) = (f64::INFINITY, f64::NEG_INFINITY, 0.0, 0, 0);
+        let (mut min, mut max, mut sum, mut finite, mut non_finite) =
+            (f64::INFINITY, f64::NEG_INFINITY, 0.0, 0, 0);
         let mut visit = |v: f64| {
             if v.is_finite() {
                 min = min.min(v);
@@ -210,6 +218,9 @@ mod tests {
     fn summary_skips_non_finite_values() {
         let array = Array::from_f32(vec![4], vec![1.0, f32::NAN, 3.0, f32::INFINITY]).unwrap();
         let summary = array.summary();
-        assert_eq!((summary.min, summary.max, summary.mean, summary.non_finite), (1.0, 3.0, 2.0, 2));
+        assert_eq!(
+            (summary.min, summary.max, summary.mean, summary.non_finite),
+            (1.0, 3.0, 2.0, 2)
+        );
     }
 }

@@ -52,12 +52,18 @@ pub fn read_blobproto(path: &Path) -> Result<Array> {
 
 /// Writes an array to a .binaryproto file as pycaffe does (float `data`), atomically.
 pub fn write_blobproto(path: &Path, array: &Array) -> Result<()> {
-    Ok(crema_proto::files::write_binary(path, &array_to_blobproto(array))?)
+    Ok(crema_proto::files::write_binary(
+        path,
+        &array_to_blobproto(array),
+    )?)
 }
 
 /// Writes an array to a .binaryproto file with f64 `double_data`, atomically.
 pub fn write_blobproto_f64(path: &Path, array: &Array) -> Result<()> {
-    Ok(crema_proto::files::write_binary(path, &array_to_blobproto_f64(array))?)
+    Ok(crema_proto::files::write_binary(
+        path,
+        &array_to_blobproto_f64(array),
+    )?)
 }
 
 #[cfg(test)]

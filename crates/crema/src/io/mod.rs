@@ -13,7 +13,8 @@ pub mod npy;
 
 pub use array::{Array, ArrayData, DType, Summary};
 pub use blobproto::{
-    array_from_blobproto, array_to_blobproto, array_to_blobproto_f64, read_blobproto, write_blobproto, write_blobproto_f64,
+    array_from_blobproto, array_to_blobproto, array_to_blobproto_f64, read_blobproto,
+    write_blobproto, write_blobproto_f64,
 };
 pub use npy::{read_npy, write_npy};
 
@@ -31,7 +32,12 @@ pub enum ArrayFormat {
 impl ArrayFormat {
     /// The format of `path` by its extension (`.npy`; `.binaryproto` or `.pb`), or an error naming both.
     pub fn of(path: &Path) -> Result<Self> {
-        match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+        match path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
             Some("npy") => Ok(ArrayFormat::Npy),
             Some("binaryproto") | Some("pb") => Ok(ArrayFormat::BinaryProto),
             _ => Err(Error::Shape {

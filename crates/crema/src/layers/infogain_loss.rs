@@ -1,8 +1,511 @@
-//! InfogainLoss (STUB: being written; must not be committed as is).
+//! InfogainLoss: softmax cross-entropy in which the label's row of a matrix H weighs the log-probability of
+//! every class,
+//!
+//! `loss = -(1 / normalizer) · Σ_n Σ_k H[l_n, k] · log p_nk`, with `p = softmax(scores)` along `axis`.
+//!
+//! With `H = I` it is SoftmaxWithLoss; with `H = diag(w)`, class-weighted cross-entropy.
+//!
+//! - Bottoms: scores (any shape; classes along `infogain_loss_param.axis`, default 1, negative allowed), labels
+//!   (one per position: count = outer × inner around the axis), and optionally H (count C², any shape, read
+//!   row-major) — otherwise H comes from `infogain_loss_param.source`, a .binaryproto or .npy read once.
+//! - Tops: the loss, and optionally the probabilities.
+//! - `loss_param { ignore_label normalization }` as every loss (see [`super::loss`]); the deprecated
+//!   `normalize` is refused, as Caffe's InfogainLoss refuses it.
+//! - Exact where Caffe clips: `log p` is `x − logsumexp(x)`, never `log(max(p, 1e-20))`.
+//! - Gradient: `loss_weight / normalizer · (p · rowsum(H)[l] − H[l, :])`, zero at ignored positions. Labels and
+//!   H receive no gradient (their diffs are left at zero even under force_backward).
+//! - Labels must be integers in `[0, C)` or the ignore label; H must be finite: anything else is an error that
+//!   says where (Caffe reads out of bounds instead).
 
-use crate::layer::{Layer, LayerContext, LayerError, LayerResult};
+use std::path::PathBuf;
 
-/// Makes a InfogainLoss layer.
-pub fn create(_ctx: &mut LayerContext) -> LayerResult<Box<dyn Layer>> {
-    Err(LayerError::new("STUB"))
+use rayon::prelude::*;
+
+use super::loss::{loss_settings, DeprecatedNormalize, LossSettings};
+use crate::blob::{canonical_axis, Blob};
+use crate::io;
+use crate::layer::{Arity, Layer, LayerContext, LayerError, LayerResult};
+
+/// Rows per parallel task: enough work per task that splitting pays.
+const ROWS_PER_TASK: usize = 64;
+
+/// The InfogainLoss layer.
+pub struct InfogainLoss {
+    axis: i32,
+    settings: LossSettings,
+    /// H read from `source`, with the file it came from.
+    source: Option<(Vec<f32>, PathBuf)>,
+    /// Row sums of H (cached while H comes from the file).
+    row_sums: Vec<f32>,
+    channels: usize,
+    outer: usize,
+    inner: usize,
+    /// Class index per position, or -1 where the label is ignored.
+    labels: Vec<i32>,
+    /// `p · rowsum(H)[l] − H[l, :]` per score, computed in forward for backward to scale.
+    unit_gradient: Vec<f32>,
+    normalizer: f32,
+}
+
+/// Makes an InfogainLoss layer, reading H from `source` when one is given.
+pub fn create(ctx: &mut LayerContext) -> LayerResult<Box<dyn Layer>> {
+    let settings = loss_settings(ctx.param, DeprecatedNormalize::Refuse)?;
+    let param = ctx.param.infogain_loss_param.clone().unwrap_or_default();
+    let source = match param.source.as_deref() {
+        Some(path) if !path.is_empty() => {
+            let resolved = ctx.resolve(path);
+            let h = io::read_array(&resolved)
+                .map_err(|e| LayerError::new(format!("infogain_loss_param.source: {e}")))?;
+            let values = h.to_f32_vec();
+            if let Some(at) = values.iter().position(|v| !v.is_finite()) {
+                return Err(LayerError::new(format!(
+                    "infogain_loss_param.source: {} holds {} at index {at}; H must be finite",
+                    resolved.display(),
+                    values[at]
+                )));
+            }
+            Some((values, resolved))
+        }
+        _ => None,
+    };
+    Ok(Box::new(InfogainLoss {
+        axis: param.axis(),
+        settings,
+        source,
+        row_sums: Vec::new(),
+        channels: 0,
+        outer: 0,
+        inner: 0,
+        labels: Vec::new(),
+        unit_gradient: Vec::new(),
+        normalizer: 1.0,
+    }))
+}
+
+fn row_sums(h: &[f32], channels: usize, sums: &mut [f32]) {
+    for (sum, row) in sums.iter_mut().zip(h.chunks_exact(channels)) {
+        *sum = row.iter().sum();
+    }
+}
+
+impl InfogainLoss {
+    /// Checks every label and stores its class index (-1 when ignored); returns how many count.
+    fn read_labels(&mut self, labels: &[f32]) -> LayerResult<usize> {
+        let channels = self.channels as f32;
+        let mut valid = 0;
+        for (position, (&value, index)) in labels.iter().zip(self.labels.iter_mut()).enumerate() {
+            if self
+                .settings
+                .ignore_label
+                .is_some_and(|ignore| value == ignore as f32)
+            {
+                *index = -1;
+                continue;
+            }
+            if !(value.fract() == 0.0 && value >= 0.0 && value < channels) {
+                return Err(LayerError::new(format!(
+                    "label {value} at position {position} is not a class index in [0, {}){}",
+                    self.channels,
+                    self.settings
+                        .ignore_label
+                        .map_or(String::new(), |i| format!(" nor the ignore_label {i}"))
+                )));
+            }
+            *index = value as i32;
+            valid += 1;
+        }
+        Ok(valid)
+    }
+}
+
+/// Loss and unit gradient for one position whose scores are `x` (stride `stride` apart), label row `h_row`.
+#[inline]
+fn position_loss(
+    x: &[f32],
+    stride: usize,
+    channels: usize,
+    h_row: &[f32],
+    row_sum: f32,
+    grad: &mut [f32],
+) -> f64 {
+    let mut max = f32::NEG_INFINITY;
+    for c in 0..channels {
+        max = max.max(x[c * stride]);
+    }
+    let mut sum = 0.0f32;
+    for c in 0..channels {
+        let e = (x[c * stride] - max).exp();
+        grad[c * stride] = e;
+        sum += e;
+    }
+    let lse = max + sum.ln();
+    let inv = 1.0 / sum;
+    let mut loss = 0.0f64;
+    for c in 0..channels {
+        let h = h_row[c];
+        if h != 0.0 {
+            loss -= f64::from(h) * f64::from(x[c * stride] - lse);
+        }
+        grad[c * stride] = grad[c * stride] * inv * row_sum - h;
+    }
+    loss
+}
+
+impl Layer for InfogainLoss {
+    fn type_name(&self) -> &'static str {
+        "InfogainLoss"
+    }
+
+    fn bottom_arity(&self) -> Arity {
+        Arity::between(2, 3)
+    }
+
+    fn top_arity(&self) -> Arity {
+        Arity::between(1, 2)
+    }
+
+    fn is_loss(&self) -> bool {
+        true
+    }
+
+    fn allow_force_backward(&self, index: usize) -> bool {
+        index == 0
+    }
+
+    fn setup(&mut self, bottom: &[&Blob], _top: &mut [&mut Blob]) -> LayerResult {
+        if bottom.len() < 3 && self.source.is_none() {
+            return Err(LayerError::new(
+                "no H: give infogain_loss_param.source (a .binaryproto or .npy file) or H as a third bottom",
+            ));
+        }
+        Ok(())
+    }
+
+    fn reshape(&mut self, bottom: &[&Blob], top: &mut [&mut Blob]) -> LayerResult {
+        let scores = bottom[0];
+        let axis = canonical_axis(self.axis, scores.num_axes())
+            .map_err(|e| LayerError::new(format!("infogain_loss_param.axis: {e}")))?;
+        self.channels = scores.shape()[axis];
+        self.outer = scores.count_range(0, axis);
+        self.inner = scores.count_from(axis + 1);
+        let positions = self.outer * self.inner;
+        if bottom[1].count() != positions {
+            return Err(LayerError::new(format!(
+                "the labels (bottom[1], shape {:?}) hold {} values but the scores {:?} have {positions} positions \
+                 around axis {axis} ({} × {}); give one label per position",
+                bottom[1].shape(),
+                bottom[1].count(),
+                scores.shape(),
+                self.outer,
+                self.inner
+            )));
+        }
+        let squared = self.channels * self.channels;
+        let (h_count, h_from) = match (bottom.get(2), &self.source) {
+            (Some(h), _) => (h.count(), "bottom[2]".to_owned()),
+            (None, Some((h, path))) => (
+                h.len(),
+                format!("infogain_loss_param.source {}", path.display()),
+            ),
+            (None, None) => unreachable!("setup refuses a layer without H"),
+        };
+        if h_count != squared {
+            return Err(LayerError::new(format!(
+                "H ({h_from}) has {h_count} values but the scores have {} classes along axis {axis}, so H must have \
+                 {} × {} = {squared}",
+                self.channels, self.channels, self.channels
+            )));
+        }
+        self.row_sums.resize(self.channels, 0.0);
+        if let (None, Some((h, _))) = (bottom.get(2), &self.source) {
+            row_sums(h, self.channels, &mut self.row_sums);
+        }
+        self.labels.resize(positions, -1);
+        self.unit_gradient.resize(scores.count(), 0.0);
+        top[0].reshape(&[])?;
+        if let Some(prob) = top.get_mut(1) {
+            prob.reshape_like(scores)?;
+        }
+        Ok(())
+    }
+
+    fn forward(&mut self, bottom: &[&Blob], top: &mut [&mut Blob]) -> LayerResult {
+        let valid = self.read_labels(bottom[1].data())?;
+        if let Some(h) = bottom.get(2) {
+            if let Some(at) = h.data().iter().position(|v| !v.is_finite()) {
+                return Err(LayerError::new(format!(
+                    "H (bottom[2]) holds {} at index {at}; H must be finite",
+                    h.data()[at]
+                )));
+            }
+            row_sums(h.data(), self.channels, &mut self.row_sums);
+        }
+        let h: &[f32] = match (bottom.get(2), &self.source) {
+            (Some(h), _) => h.data(),
+            (None, Some((h, _))) => h,
+            (None, None) => unreachable!("setup refuses a layer without H"),
+        };
+        let (channels, inner) = (self.channels, self.inner);
+        let (labels, row_sums) = (&self.labels, &self.row_sums);
+        let scores = bottom[0].data();
+        let block = channels * inner;
+        let total: f64 = if inner == 1 {
+            self.unit_gradient
+                .par_chunks_mut(channels * ROWS_PER_TASK)
+                .zip(scores.par_chunks(channels * ROWS_PER_TASK))
+                .zip(labels.par_chunks(ROWS_PER_TASK))
+                .map(|((grads, xs), labels)| {
+                    let mut loss = 0.0;
+                    for ((grad, x), &label) in grads
+                        .chunks_exact_mut(channels)
+                        .zip(xs.chunks_exact(channels))
+                        .zip(labels)
+                    {
+                        if label < 0 {
+                            grad.fill(0.0);
+                            continue;
+                        }
+                        let l = label as usize;
+                        loss += position_loss(
+                            x,
+                            1,
+                            channels,
+                            &h[l * channels..][..channels],
+                            row_sums[l],
+                            grad,
+                        );
+                    }
+                    loss
+                })
+                .sum()
+        } else {
+            self.unit_gradient
+                .par_chunks_mut(block)
+                .zip(scores.par_chunks(block))
+                .zip(labels.par_chunks(inner))
+                .map(|((grads, xs), labels)| {
+                    let mut loss = 0.0;
+                    for (i, &label) in labels.iter().enumerate() {
+                        if label < 0 {
+                            for c in 0..channels {
+                                grads[c * inner + i] = 0.0;
+                            }
+                            continue;
+                        }
+                        let l = label as usize;
+                        loss += position_loss(
+                            &xs[i..],
+                            inner,
+                            channels,
+                            &h[l * channels..][..channels],
+                            row_sums[l],
+                            &mut grads[i..],
+                        );
+                    }
+                    loss
+                })
+                .sum()
+        };
+        self.normalizer = self.settings.normalizer(self.outer, self.inner, valid);
+        top[0].data_mut()[0] = (total / f64::from(self.normalizer)) as f32;
+        if let Some(prob) = top.get_mut(1) {
+            let probabilities = prob.data_mut();
+            crate::math::softmax::softmax(scores, probabilities, self.outer, channels, inner);
+        }
+        Ok(())
+    }
+
+    fn backward(
+        &mut self,
+        top: &[&Blob],
+        propagate_down: &[bool],
+        bottom: &mut [&mut Blob],
+    ) -> LayerResult {
+        for (index, blob) in bottom.iter_mut().enumerate().skip(1) {
+            if propagate_down[index] {
+                blob.zero_diff();
+            }
+        }
+        if !propagate_down[0] {
+            return Ok(());
+        }
+        let scale = top[0].diff()[0] / self.normalizer;
+        bottom[0]
+            .diff_mut()
+            .par_chunks_mut(4096)
+            .zip(self.unit_gradient.par_chunks(4096))
+            .for_each(|(diff, grad)| {
+                for (d, &g) in diff.iter_mut().zip(grad) {
+                    *d = scale * g;
+                }
+            });
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layers::test_support::context;
+    use crate::testing::{uniform_blob, GradientChecker};
+
+    fn layer(text: &str) -> Box<dyn Layer> {
+        let param = crema_proto::text::parse(text, "t").unwrap();
+        create(&mut context(&param)).unwrap()
+    }
+
+    fn labels(shape: &[usize], classes: usize, seed: u64) -> Blob {
+        let mut blob = uniform_blob(shape, 0.0, classes as f32, seed);
+        blob.data_mut().iter_mut().for_each(|v| *v = v.floor());
+        blob
+    }
+
+    fn h(classes: usize) -> Blob {
+        uniform_blob(&[classes, classes], 0.0, 2.0, 77)
+    }
+
+    fn run(layer: &mut dyn Layer, bottoms: &[&Blob], tops: usize) -> LayerResult<Vec<Blob>> {
+        let mut out: Vec<Blob> = (0..tops).map(|_| Blob::default()).collect();
+        let mut refs: Vec<&mut Blob> = out.iter_mut().collect();
+        layer.setup(bottoms, &mut refs)?;
+        layer.reshape(bottoms, &mut refs)?;
+        layer.forward(bottoms, &mut refs)?;
+        Ok(out)
+    }
+
+    #[test]
+    fn identity_h_is_softmax_cross_entropy_and_exact_for_extreme_scores() {
+        let mut layer = layer("loss_param { normalization: FULL }");
+        let scores = Blob::from_data(&[2, 3], vec![1000.0, 0.0, -1000.0, 1.0, 2.0, 3.0]).unwrap();
+        let labels = Blob::from_data(&[2], vec![2.0, 0.0]).unwrap();
+        let identity =
+            Blob::from_data(&[3, 3], vec![1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]).unwrap();
+        let top = run(layer.as_mut(), &[&scores, &labels, &identity], 1).unwrap();
+        let lse2 = (1f64.exp() + 2f64.exp() + 3f64.exp()).ln();
+        let expected = (2000.0 + (lse2 - 1.0)) / 2.0; // Caffe would cap the first term at 46.05
+        assert!(
+            (f64::from(top[0].data()[0]) - expected).abs() < 1e-3,
+            "{} vs {expected}",
+            top[0].data()[0]
+        );
+    }
+
+    #[test]
+    fn gradient_for_axes_normalizations_and_h_from_bottom() {
+        for (shape, axis, label_shape) in [
+            (&[4, 5][..], 1, &[4][..]),
+            (&[2, 3, 4][..], 1, &[2, 4][..]),
+            (&[2, 3, 5][..], -1, &[2, 3][..]),
+            (&[3, 4, 2, 2][..], 1, &[3, 2, 2][..]),
+        ] {
+            for normalization in ["FULL", "VALID", "BATCH_SIZE", "NONE"] {
+                let classes = shape[crate::blob::canonical_axis(axis, shape.len()).unwrap()];
+                let mut layer = layer(&format!(
+                    "infogain_loss_param {{ axis: {axis} }} loss_param {{ normalization: {normalization} ignore_label: 1 }}"
+                ));
+                let mut bottoms = [
+                    uniform_blob(shape, -2.0, 2.0, 5),
+                    labels(label_shape, classes, 6),
+                    h(classes),
+                ];
+                GradientChecker::default()
+                    .check(layer.as_mut(), &mut bottoms, 1, &[0])
+                    .unwrap_or_else(|e| {
+                        panic!("shape {shape:?} axis {axis} {normalization}: {e}");
+                    });
+            }
+        }
+    }
+
+    #[test]
+    fn gradient_with_two_tops_and_h_from_a_file() {
+        let dir = std::env::temp_dir().join(format!("crema-infogain-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("H.npy");
+        let h = h(4);
+        io::write_npy(
+            &path,
+            &io::Array::from_f32(vec![4, 4], h.data().to_vec()).unwrap(),
+        )
+        .unwrap();
+        let mut layer = layer(&format!(
+            "infogain_loss_param {{ source: '{}' }}",
+            path.display()
+        ));
+        let mut bottoms = [uniform_blob(&[6, 4], -3.0, 3.0, 8), labels(&[6], 4, 9)];
+        let checker = GradientChecker {
+            only_top: Some(0),
+            ..Default::default()
+        };
+        checker
+            .check(layer.as_mut(), &mut bottoms, 2, &[0])
+            .unwrap();
+    }
+
+    #[test]
+    fn all_ignored_gives_zero_loss_and_gradient() {
+        let mut layer = layer("loss_param { ignore_label: 0 }");
+        let scores = uniform_blob(&[3, 2], -1.0, 1.0, 1);
+        let labels = Blob::from_data(&[3], vec![0.0; 3]).unwrap();
+        let top = run(layer.as_mut(), &[&scores, &labels, &h(2)], 1).unwrap();
+        assert_eq!(top[0].data()[0], 0.0);
+    }
+
+    #[test]
+    fn bad_inputs_are_errors_that_say_where() {
+        let scores = uniform_blob(&[3, 5], -1.0, 1.0, 1);
+        let h5 = h(5);
+        for (values, expected) in [
+            (
+                vec![0.0, 7.0, 1.0],
+                "label 7 at position 1 is not a class index in [0, 5)",
+            ),
+            (vec![0.0, 1.0, 5.0], "label 5 at position 2"),
+            (vec![-1.0, 1.0, 2.0], "label -1 at position 0"),
+            (vec![0.5, 1.0, 2.0], "label 0.5 at position 0"),
+            (vec![0.0, f32::NAN, 2.0], "label NaN at position 1"),
+        ] {
+            let labels = Blob::from_data(&[3], values).unwrap();
+            let err = run(layer("").as_mut(), &[&scores, &labels, &h5], 1).unwrap_err();
+            assert!(err.0.contains(expected), "{err}");
+        }
+        let labels = Blob::from_data(&[3], vec![0.0; 3]).unwrap();
+        let err = run(layer("").as_mut(), &[&scores, &labels, &h(4)], 1).unwrap_err();
+        assert!(
+            err.0.contains("H (bottom[2]) has 16 values") && err.0.contains("5 × 5 = 25"),
+            "{err}"
+        );
+        let short = Blob::from_data(&[2], vec![0.0; 2]).unwrap();
+        assert!(run(layer("").as_mut(), &[&scores, &short, &h5], 1)
+            .unwrap_err()
+            .0
+            .contains("one label per position"));
+        let mut bad_h = h5.clone();
+        bad_h.data_mut()[3] = f32::INFINITY;
+        assert!(run(layer("").as_mut(), &[&scores, &labels, &bad_h], 1)
+            .unwrap_err()
+            .0
+            .contains("H must be finite"));
+        let param = crema_proto::text::parse("loss_param { normalize: true }", "t").unwrap();
+        assert!(create(&mut context(&param))
+            .err()
+            .unwrap()
+            .0
+            .contains("normalize is deprecated"));
+        let param = crema_proto::text::parse(
+            "infogain_loss_param { source: '/nonexistent/H.binaryproto' }",
+            "t",
+        )
+        .unwrap();
+        assert!(create(&mut context(&param))
+            .err()
+            .unwrap()
+            .0
+            .starts_with("infogain_loss_param.source: /nonexistent/H.binaryproto"));
+        let mut no_h = layer("");
+        assert!(run(no_h.as_mut(), &[&scores, &labels], 1)
+            .unwrap_err()
+            .0
+            .starts_with("no H"));
+    }
 }

@@ -26,8 +26,11 @@ pub enum DeprecatedNormalize {
 }
 
 /// Reads `loss_param` of `param`.
-pub fn loss_settings(param: &LayerParameter, deprecated: DeprecatedNormalize) -> LayerResult<LossSettings> {
-    let loss = param.loss_param.clone().unwrap_or_default();
+pub fn loss_settings(
+    param: &LayerParameter,
+    deprecated: DeprecatedNormalize,
+) -> LayerResult<LossSettings> {
+    let loss = param.loss_param.unwrap_or_default();
     let normalization = match (loss.normalization, loss.normalize, deprecated) {
         (_, Some(_), DeprecatedNormalize::Refuse) => {
             return Err(LayerError::new(
@@ -69,14 +72,26 @@ mod tests {
 
     #[test]
     fn normalizers() {
-        let valid = settings("loss_param { ignore_label: 2 }", DeprecatedNormalize::Refuse).unwrap();
+        let valid = settings(
+            "loss_param { ignore_label: 2 }",
+            DeprecatedNormalize::Refuse,
+        )
+        .unwrap();
         assert_eq!(valid.normalizer(4, 3, 5), 5.0);
         assert_eq!(valid.normalizer(4, 3, 0), 1.0);
         let no_ignore = settings("", DeprecatedNormalize::Refuse).unwrap();
         assert_eq!(no_ignore.normalizer(4, 3, 0), 12.0);
-        let batch = settings("loss_param { normalization: BATCH_SIZE }", DeprecatedNormalize::Refuse).unwrap();
+        let batch = settings(
+            "loss_param { normalization: BATCH_SIZE }",
+            DeprecatedNormalize::Refuse,
+        )
+        .unwrap();
         assert_eq!(batch.normalizer(4, 3, 12), 4.0);
-        let none = settings("loss_param { normalization: NONE }", DeprecatedNormalize::Refuse).unwrap();
+        let none = settings(
+            "loss_param { normalization: NONE }",
+            DeprecatedNormalize::Refuse,
+        )
+        .unwrap();
         assert_eq!(none.normalizer(4, 3, 12), 1.0);
     }
 
@@ -84,7 +99,14 @@ mod tests {
     fn deprecated_normalize_is_mapped_or_refused() {
         let mapped = settings("loss_param { normalize: false }", DeprecatedNormalize::Map).unwrap();
         assert_eq!(mapped.normalization, NormalizationMode::BatchSize);
-        let err = settings("loss_param { normalize: false }", DeprecatedNormalize::Refuse).unwrap_err();
-        assert!(err.0.contains("loss_param.normalize is deprecated"), "{err}");
+        let err = settings(
+            "loss_param { normalize: false }",
+            DeprecatedNormalize::Refuse,
+        )
+        .unwrap_err();
+        assert!(
+            err.0.contains("loss_param.normalize is deprecated"),
+            "{err}"
+        );
     }
 }

@@ -71,7 +71,10 @@ pub const REGISTRY: &[(&str, Constructor)] = &[
     ("Reshape", reshape::create),
     ("Scale", scale::create),
     ("Sigmoid", sigmoid::create),
-    ("SigmoidCrossEntropyLoss", sigmoid_cross_entropy_loss::create),
+    (
+        "SigmoidCrossEntropyLoss",
+        sigmoid_cross_entropy_loss::create,
+    ),
     ("Silence", silence::create),
     ("Slice", slice::create),
     ("Softmax", softmax::create),
@@ -82,7 +85,10 @@ pub const REGISTRY: &[(&str, Constructor)] = &[
 
 /// The constructor for `type_name`, if crema has that layer.
 pub fn constructor(type_name: &str) -> Option<Constructor> {
-    REGISTRY.iter().find(|(name, _)| *name == type_name).map(|(_, create)| *create)
+    REGISTRY
+        .iter()
+        .find(|(name, _)| *name == type_name)
+        .map(|(_, create)| *create)
 }
 
 /// The names of every layer type crema has, sorted.

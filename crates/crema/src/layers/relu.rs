@@ -13,7 +13,11 @@ pub struct ReLU {
 
 /// Makes a ReLU layer from its parameters.
 pub fn create(ctx: &mut LayerContext) -> LayerResult<Box<dyn Layer>> {
-    let negative_slope = ctx.param.relu_param.as_ref().map_or(0.0, |p| p.negative_slope());
+    let negative_slope = ctx
+        .param
+        .relu_param
+        .as_ref()
+        .map_or(0.0, |p| p.negative_slope());
     Ok(Box::new(ReLU { negative_slope }))
 }
 
@@ -42,7 +46,12 @@ impl Layer for ReLU {
         Ok(())
     }
 
-    fn backward(&mut self, top: &[&Blob], propagate_down: &[bool], bottom: &mut [&mut Blob]) -> LayerResult {
+    fn backward(
+        &mut self,
+        top: &[&Blob],
+        propagate_down: &[bool],
+        bottom: &mut [&mut Blob],
+    ) -> LayerResult {
         if !propagate_down[0] {
             return Ok(());
         }
@@ -73,7 +82,9 @@ mod tests {
     #[test]
     fn forward_clamps_or_leaks() {
         for (slope, expected) in [(0.0, [0.0, 0.0, 2.0]), (0.1, [-0.3, 0.0, 2.0])] {
-            let param = crema_proto::text::parse(&format!("relu_param {{ negative_slope: {slope} }}"), "t").unwrap();
+            let param =
+                crema_proto::text::parse(&format!("relu_param {{ negative_slope: {slope} }}"), "t")
+                    .unwrap();
             let mut layer = create(&mut context(&param)).unwrap();
             let bottom = Blob::from_data(&[3], vec![-3.0, 0.0, 2.0]).unwrap();
             let mut top = Blob::default();
@@ -87,7 +98,11 @@ mod tests {
     fn gradient() {
         for slope in ["0", "0.25"] {
             for shape in [&[10][..], &[2, 3, 4, 5]] {
-                let param = crema_proto::text::parse(&format!("relu_param {{ negative_slope: {slope} }}"), "t").unwrap();
+                let param = crema_proto::text::parse(
+                    &format!("relu_param {{ negative_slope: {slope} }}"),
+                    "t",
+                )
+                .unwrap();
                 let mut layer = create(&mut context(&param)).unwrap();
                 GradientChecker::default()
                     .check(layer.as_mut(), &mut [inputs(shape)], 1, &[0])

@@ -27,7 +27,10 @@ pub fn sgemm(
     beta: f32,
     c: &mut [f32],
 ) {
-    assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n, "sgemm operand too short");
+    assert!(
+        a.len() >= m * k && b.len() >= k * n && c.len() >= m * n,
+        "sgemm operand too short"
+    );
     if m == 0 || n == 0 {
         return;
     }
@@ -85,9 +88,29 @@ pub fn sgemm(
 mod tests {
     use super::*;
 
-    fn naive(ta: Transpose, tb: Transpose, m: usize, n: usize, k: usize, a: &[f32], b: &[f32]) -> Vec<f32> {
-        let at = |i: usize, l: usize| if ta == Transpose::No { a[i * k + l] } else { a[l * m + i] };
-        let bt = |l: usize, j: usize| if tb == Transpose::No { b[l * n + j] } else { b[j * k + l] };
+    fn naive(
+        ta: Transpose,
+        tb: Transpose,
+        m: usize,
+        n: usize,
+        k: usize,
+        a: &[f32],
+        b: &[f32],
+    ) -> Vec<f32> {
+        let at = |i: usize, l: usize| {
+            if ta == Transpose::No {
+                a[i * k + l]
+            } else {
+                a[l * m + i]
+            }
+        };
+        let bt = |l: usize, j: usize| {
+            if tb == Transpose::No {
+                b[l * n + j]
+            } else {
+                b[j * k + l]
+            }
+        };
         let mut c = vec![0.0; m * n];
         for i in 0..m {
             for j in 0..n {
@@ -108,7 +131,10 @@ mod tests {
                 let mut c = vec![1.0; m * n];
                 sgemm(ta, tb, m, n, k, 2.0, &a, &b, 0.5, &mut c);
                 for (got, want) in c.iter().zip(&expected) {
-                    assert!((got - (2.0 * want + 0.5)).abs() < 1e-4, "{ta:?} {tb:?}: {got} vs {want}");
+                    assert!(
+                        (got - (2.0 * want + 0.5)).abs() < 1e-4,
+                        "{ta:?} {tb:?}: {got} vs {want}"
+                    );
                 }
             }
         }
@@ -117,7 +143,18 @@ mod tests {
     #[test]
     fn beta_zero_ignores_old_contents() {
         let mut c = vec![f32::NAN; 4];
-        sgemm(Transpose::No, Transpose::No, 2, 2, 1, 1.0, &[1.0, 2.0], &[3.0, 4.0], 0.0, &mut c);
+        sgemm(
+            Transpose::No,
+            Transpose::No,
+            2,
+            2,
+            1,
+            1.0,
+            &[1.0, 2.0],
+            &[3.0, 4.0],
+            0.0,
+            &mut c,
+        );
         assert_eq!(c, [3.0, 4.0, 6.0, 8.0]);
     }
 }

@@ -28,5 +28,8 @@ pub fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
 
 /// Dot product, accumulated in f64.
 pub fn dot(x: &[f32], y: &[f32]) -> f64 {
-    x.iter().zip(y).map(|(&a, &b)| f64::from(a) * f64::from(b)).sum()
+    x.iter()
+        .zip(y)
+        .map(|(&a, &b)| f64::from(a) * f64::from(b))
+        .sum()
 }

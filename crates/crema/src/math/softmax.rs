@@ -5,13 +5,19 @@
 /// Subtracts the maximum first, so no value overflows.
 pub fn softmax(x: &[f32], y: &mut [f32], outer: usize, channels: usize, inner: usize) {
     let block = channels * inner;
-    for (xs, ys) in x.chunks_exact(block).zip(y.chunks_exact_mut(block)).take(outer) {
+    for (xs, ys) in x
+        .chunks_exact(block)
+        .zip(y.chunks_exact_mut(block))
+        .take(outer)
+    {
         if inner == 1 {
             softmax_row(xs, ys);
             continue;
         }
         for i in 0..inner {
-            let max = (0..channels).map(|c| xs[c * inner + i]).fold(f32::NEG_INFINITY, f32::max);
+            let max = (0..channels)
+                .map(|c| xs[c * inner + i])
+                .fold(f32::NEG_INFINITY, f32::max);
             let mut sum = 0.0f32;
             for c in 0..channels {
                 let e = (xs[c * inner + i] - max).exp();

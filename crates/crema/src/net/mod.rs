@@ -1,0 +1,697 @@
+//! [`Net`]: a graph of layers built from a NetParameter for a NetState, run forward and backward.
+//!
+//! Building (in [`Net::new`]): filter layers by the state ([`filter`]), make each layer from the registry, work
+//! out loss weights, wire blobs with in-place versions and Splits ([`graph`]), set every layer up in order,
+//! gather learnable blobs with their ParamSpecs (shared by name), and infer which layers need backward as
+//! Caffe does (propagate_down, force_backward, layers that feed no loss skipped).
+
+pub mod filter;
+pub mod graph;
+mod weights;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use crema_proto::caffe::{param_spec::DimCheckMode, Phase};
+use crema_proto::{LayerParameter, NetParameter, NetState};
+use smallvec::SmallVec;
+
+use crate::blob::Blob;
+use crate::error::{Error, Result};
+use crate::layer::{Layer, LayerContext, LayerError};
+use crate::layers;
+
+/// How a net is built beyond its definition: where it came from and how its random numbers are seeded.
+#[derive(Debug, Clone)]
+pub struct NetOptions {
+    /// Names the net's file in errors.
+    pub origin: String,
+    /// Folders to resolve relative paths in layer parameters against, after the working directory.
+    pub search_dirs: Vec<PathBuf>,
+    /// Seed of every random draw (fillers, dropout).
+    pub seed: u64,
+}
+
+impl Default for NetOptions {
+    fn default() -> Self {
+        NetOptions {
+            origin: "<net>".into(),
+            search_dirs: Vec::new(),
+            seed: 1701,
+        }
+    }
+}
+
+/// A learnable blob's place in the net and its solver settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParamInfo {
+    /// Index of the layer in [`Net::layer_names`] and of the blob among the layer's params.
+    pub layer: usize,
+    pub index: usize,
+    /// The layer and index of the blob this one shares its values with, if it is shared and not the owner.
+    pub owner: Option<(usize, usize)>,
+    pub lr_mult: f32,
+    pub decay_mult: f32,
+    /// The ParamSpec name ("" when unnamed).
+    pub name: String,
+}
+
+struct LayerSlot {
+    name: String,
+    layer: Box<dyn Layer>,
+    param: LayerParameter,
+    bottoms: Vec<usize>,
+    first_top: usize,
+    top_count: usize,
+    loss_weights: Vec<f32>,
+    need_backward: bool,
+    bottom_need_backward: Vec<bool>,
+}
+
+/// A net of layers ready to run.
+pub struct Net {
+    name: String,
+    origin: String,
+    phase: Phase,
+    slots: Vec<LayerSlot>,
+    blobs: Vec<Blob>,
+    blob_names: Vec<String>,
+    params: Vec<ParamInfo>,
+    inputs: Vec<usize>,
+    outputs: Vec<usize>,
+    warnings: Vec<String>,
+}
+
+/// Lends `ids` (distinct, each below `slice.len()`) out of `slice` mutably, in the order given.
+fn disjoint_mut<'a>(slice: &'a mut [Blob], ids: &[usize]) -> SmallVec<[&'a mut Blob; 4]> {
+    let mut order: SmallVec<[usize; 4]> = (0..ids.len()).collect();
+    order.sort_unstable_by_key(|&k| ids[k]);
+    let mut lent: SmallVec<[Option<&'a mut Blob>; 4]> = (0..ids.len()).map(|_| None).collect();
+    let mut rest = slice;
+    let mut offset = 0;
+    for k in order {
+        let (_, tail) = std::mem::take(&mut rest).split_at_mut(ids[k] - offset);
+        let (blob, tail) = tail
+            .split_first_mut()
+            .expect("ids are distinct and in range");
+        lent[k] = Some(blob);
+        rest = tail;
+        offset = ids[k] + 1;
+    }
+    lent.into_iter()
+        .map(|b| b.expect("every id was lent"))
+        .collect()
+}
+
+impl Net {
+    /// Builds the net that `param` defines in `state`.
+    pub fn new(param: &NetParameter, state: &NetState, options: &NetOptions) -> Result<Net> {
+        let origin = options.origin.clone();
+        let net_error = |reason: String| Error::Net {
+            origin: origin.clone(),
+            reason,
+        };
+        let layer_error = |param: &LayerParameter, reason: String| Error::Layer {
+            origin: origin.clone(),
+            layer: param.name().to_owned(),
+            layer_type: param.r#type().to_owned(),
+            reason,
+        };
+        if !param.layers.is_empty() || !param.input.is_empty() {
+            return Err(net_error(
+                "the net uses the old V0/V1 or input-field format; load it with crema_proto::files (which upgrades \
+                 it) or run `crema upgrade`"
+                    .into(),
+            ));
+        }
+        let phase = state.phase();
+        let mut kept = Vec::new();
+        for layer in &param.layer {
+            if filter::layer_included(layer, state).map_err(|reason| layer_error(layer, reason))? {
+                let mut layer = layer.clone();
+                if layer.phase.is_none() {
+                    layer.phase = Some(phase as i32);
+                }
+                kept.push(layer);
+            }
+        }
+
+        // Make every layer, and settle loss weights (a loss layer's first top weighs 1 unless told otherwise).
+        let mut made: Vec<Option<Box<dyn Layer>>> = Vec::with_capacity(kept.len());
+        let mut loss_weights = Vec::with_capacity(kept.len());
+        for (index, layer_param) in kept.iter().enumerate() {
+            let layer = Self::make_layer(layer_param, phase, options, index as u64)
+                .map_err(|reason| layer_error(layer_param, reason))?;
+            let tops = layer_param.top.len();
+            let weights = if layer_param.loss_weight.is_empty() {
+                let mut weights = vec![0.0; tops];
+                if layer.is_loss() && tops > 0 {
+                    weights[0] = 1.0;
+                }
+                weights
+            } else if layer_param.loss_weight.len() == tops {
+                layer_param.loss_weight.clone()
+            } else {
+                return Err(layer_error(
+                    layer_param,
+                    format!(
+                        "has {tops} tops but {} loss_weight values; give none or one per top",
+                        layer_param.loss_weight.len()
+                    ),
+                ));
+            };
+            if !layer_param.propagate_down.is_empty()
+                && layer_param.propagate_down.len() != layer_param.bottom.len()
+            {
+                return Err(layer_error(
+                    layer_param,
+                    format!(
+                        "has {} propagate_down values for {} bottoms; give none or one per bottom",
+                        layer_param.propagate_down.len(),
+                        layer_param.bottom.len()
+                    ),
+                ));
+            }
+            for (count, arity, what) in [
+                (layer_param.bottom.len(), layer.bottom_arity(), "bottoms"),
+                (tops, layer.top_arity(), "tops"),
+            ] {
+                if !arity.allows(count) {
+                    let wanted = match (arity.min, arity.max) {
+                        (min, max) if min == max => format!("{min}"),
+                        (min, usize::MAX) => format!("at least {min}"),
+                        (min, max) => format!("{min} to {max}"),
+                    };
+                    return Err(layer_error(
+                        layer_param,
+                        format!("takes {wanted} {what}, not {count}"),
+                    ));
+                }
+            }
+            made.push(Some(layer));
+            loss_weights.push(weights);
+        }
+
+        let wired = graph::wire(&kept, &loss_weights).map_err(net_error)?;
+        let mut net = Net {
+            name: param.name().to_owned(),
+            origin: origin.clone(),
+            phase,
+            slots: Vec::with_capacity(wired.nodes.len()),
+            blobs: (0..wired.blob_names.len())
+                .map(|_| Blob::default())
+                .collect(),
+            blob_names: wired.blob_names,
+            params: Vec::new(),
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+            warnings: Vec::new(),
+        };
+        for (slot_index, node) in wired.nodes.into_iter().enumerate() {
+            let (layer, layer_param) = match node.source {
+                Some(source) => (
+                    made[source].take().expect("each layer is placed once"),
+                    kept[source].clone(),
+                ),
+                None => {
+                    let split = node.split_param.expect("inserted nodes are splits");
+                    let layer = Self::make_layer(&split, phase, options, slot_index as u64)
+                        .map_err(|reason| layer_error(&split, reason))?;
+                    (layer, split)
+                }
+            };
+            if layer_param.r#type() == "Input" {
+                net.inputs
+                    .extend(node.first_top..node.first_top + node.top_count);
+            }
+            net.slots.push(LayerSlot {
+                name: layer_param.name().to_owned(),
+                layer,
+                bottom_need_backward: vec![false; node.bottoms.len()],
+                param: layer_param,
+                bottoms: node.bottoms,
+                first_top: node.first_top,
+                top_count: node.top_count,
+                loss_weights: node.loss_weights,
+                need_backward: false,
+            });
+        }
+
+        // Set every layer up in order, then put in blobs written in the prototxt.
+        for index in 0..net.slots.len() {
+            net.setup_layer(index)?;
+        }
+        net.gather_params()?;
+        net.infer_backward(param.force_backward());
+        net.find_outputs();
+        net.warn_softmax_before_infogain();
+        Ok(net)
+    }
+
+    fn make_layer(
+        param: &LayerParameter,
+        phase: Phase,
+        options: &NetOptions,
+        stream: u64,
+    ) -> std::result::Result<Box<dyn Layer>, String> {
+        let type_name = param.r#type();
+        let create = layers::constructor(type_name).ok_or_else(|| {
+            format!(
+                "crema has no layer of type \"{type_name}\" (it has: {})",
+                layers::type_names().join(", ")
+            )
+        })?;
+        let mut context = LayerContext {
+            param,
+            phase,
+            search_dirs: &options.search_dirs,
+            rng: crate::math::rng(options.seed, stream),
+        };
+        create(&mut context).map_err(|e| e.0)
+    }
+
+    fn slot_error(&self, index: usize, error: LayerError) -> Error {
+        let slot = &self.slots[index];
+        Error::Layer {
+            origin: self.origin.clone(),
+            layer: slot.name.clone(),
+            layer_type: slot.param.r#type().to_owned(),
+            reason: error.0,
+        }
+    }
+
+    fn setup_layer(&mut self, index: usize) -> Result<()> {
+        let result = {
+            let slot = &mut self.slots[index];
+            let (before, after) = self.blobs.split_at_mut(slot.first_top);
+            let bottoms: SmallVec<[&Blob; 4]> = slot.bottoms.iter().map(|&b| &before[b]).collect();
+            let mut tops: SmallVec<[&mut Blob; 4]> = after[..slot.top_count].iter_mut().collect();
+            slot.layer
+                .setup(&bottoms, &mut tops)
+                .and_then(|()| slot.layer.reshape(&bottoms, &mut tops))
+        };
+        result.map_err(|e| self.slot_error(index, e))?;
+        let given = &self.slots[index].param.blobs;
+        if given.is_empty() {
+            return Ok(());
+        }
+        let learnable = self.slots[index].layer.params().len();
+        if learnable != given.len() {
+            let error = LayerError::new(format!(
+                "the prototxt gives {} blobs but the layer has {learnable} learnable blobs",
+                given.len()
+            ));
+            return Err(self.slot_error(index, error));
+        }
+        let origin = format!("{}: layer \"{}\"", self.origin, self.slots[index].name);
+        let values: Vec<Blob> = given
+            .iter()
+            .enumerate()
+            .map(|(i, proto)| Blob::from_proto(proto, &format!("{origin} blobs[{i}]")))
+            .collect::<Result<_>>()?;
+        for (i, value) in values.iter().enumerate() {
+            let expected = self.slots[index].layer.params()[i].shape().to_vec();
+            if value.shape() != expected {
+                let error = LayerError::new(format!(
+                    "blobs[{i}] in the prototxt has shape {:?}, the layer needs {expected:?}",
+                    value.shape()
+                ));
+                return Err(self.slot_error(index, error));
+            }
+            self.slots[index].layer.params_mut()[i]
+                .data_mut()
+                .copy_from_slice(value.data());
+        }
+        Ok(())
+    }
+
+    fn gather_params(&mut self) -> Result<()> {
+        let mut owners: HashMap<String, (usize, usize)> = HashMap::new();
+        for (layer_index, slot) in self.slots.iter().enumerate() {
+            let count = slot.layer.params().len();
+            if slot.param.param.len() > count {
+                return Err(Error::Layer {
+                    origin: self.origin.clone(),
+                    layer: slot.name.clone(),
+                    layer_type: slot.param.r#type().to_owned(),
+                    reason: format!(
+                        "has {} param specs but only {count} learnable blobs",
+                        slot.param.param.len()
+                    ),
+                });
+            }
+            for index in 0..count {
+                let spec = slot.param.param.get(index).cloned().unwrap_or_default();
+                let name = spec.name().to_owned();
+                let mut owner = None;
+                if !name.is_empty() {
+                    match owners.get(&name) {
+                        Some(&(owner_layer, owner_index)) => {
+                            let mine = &slot.layer.params()[index];
+                            let theirs = &self.slots[owner_layer].layer.params()[owner_index];
+                            let fits = match spec.share_mode() {
+                                DimCheckMode::Strict => mine.shape() == theirs.shape(),
+                                DimCheckMode::Permissive => mine.count() == theirs.count(),
+                            };
+                            if !fits {
+                                return Err(Error::Layer {
+                                    origin: self.origin.clone(),
+                                    layer: slot.name.clone(),
+                                    layer_type: slot.param.r#type().to_owned(),
+                                    reason: format!(
+                                        "shared param \"{name}\" has shape {:?} here but {:?} in layer \"{}\"",
+                                        mine.shape(),
+                                        theirs.shape(),
+                                        self.slots[owner_layer].name
+                                    ),
+                                });
+                            }
+                            owner = Some((owner_layer, owner_index));
+                        }
+                        None => {
+                            owners.insert(name.clone(), (layer_index, index));
+                        }
+                    }
+                }
+                self.params.push(ParamInfo {
+                    layer: layer_index,
+                    index,
+                    owner,
+                    lr_mult: spec.lr_mult(),
+                    decay_mult: spec.decay_mult(),
+                    name,
+                });
+            }
+        }
+        self.sync_shared_params();
+        Ok(())
+    }
+
+    /// Which layers and bottoms need backward: Caffe's rules, on blob versions rather than names.
+    fn infer_backward(&mut self, force_backward: bool) {
+        let mut blob_needs = vec![false; self.blobs.len()];
+        for (index, slot) in self.slots.iter_mut().enumerate() {
+            let mut need = false;
+            for (j, &bottom) in slot.bottoms.iter().enumerate() {
+                let wanted = slot.param.propagate_down.get(j).copied().unwrap_or(true);
+                slot.bottom_need_backward[j] = blob_needs[bottom] && wanted;
+                need |= blob_needs[bottom];
+            }
+            need |= self
+                .params
+                .iter()
+                .any(|p| p.layer == index && p.lr_mult != 0.0);
+            slot.need_backward = need;
+            if need {
+                blob_needs[slot.first_top..slot.first_top + slot.top_count].fill(true);
+            }
+        }
+        // Backwards: layers whose tops feed no loss, or whose bottoms all skip backward, need no backward.
+        let mut under_loss = vec![false; self.blobs.len()];
+        let mut skip = vec![false; self.blobs.len()];
+        for slot in self.slots.iter_mut().rev() {
+            let tops = slot.first_top..slot.first_top + slot.top_count;
+            let contributes = tops
+                .clone()
+                .any(|t| under_loss[t] || slot.loss_weights[t - slot.first_top] != 0.0);
+            let all_skipped = tops.clone().all(|t| skip[t]);
+            if slot.need_backward && all_skipped {
+                slot.need_backward = false;
+                slot.bottom_need_backward.fill(false);
+            }
+            if !contributes {
+                slot.need_backward = false;
+            }
+            for (j, &bottom) in slot.bottoms.iter().enumerate() {
+                if contributes {
+                    under_loss[bottom] = true;
+                } else {
+                    slot.bottom_need_backward[j] = false;
+                }
+                if !slot.bottom_need_backward[j] {
+                    skip[bottom] = true;
+                }
+            }
+        }
+        if force_backward {
+            for slot in &mut self.slots {
+                slot.need_backward = true;
+                for j in 0..slot.bottoms.len() {
+                    slot.bottom_need_backward[j] |= slot.layer.allow_force_backward(j);
+                }
+            }
+        }
+    }
+
+    fn find_outputs(&mut self) {
+        let mut read = vec![false; self.blobs.len()];
+        for slot in &self.slots {
+            for &b in &slot.bottoms {
+                read[b] = true;
+            }
+        }
+        self.outputs = (0..self.blobs.len()).filter(|&b| !read[b]).collect();
+    }
+
+    fn warn_softmax_before_infogain(&mut self) {
+        for slot in &self.slots {
+            if slot.param.r#type() != "InfogainLoss" {
+                continue;
+            }
+            let Some(&scores) = slot.bottoms.first() else {
+                continue;
+            };
+            let producer = self
+                .slots
+                .iter()
+                .find(|s| (s.first_top..s.first_top + s.top_count).contains(&scores));
+            let producer = match producer {
+                Some(p) if p.param.r#type() == "Split" => {
+                    let source = p.bottoms[0];
+                    self.slots
+                        .iter()
+                        .find(|s| (s.first_top..s.first_top + s.top_count).contains(&source))
+                }
+                other => other,
+            };
+            if let Some(producer) = producer.filter(|p| p.param.r#type() == "Softmax") {
+                self.warnings.push(format!(
+                    "layer \"{}\" (InfogainLoss) reads the output of Softmax layer \"{}\": since 2017 InfogainLoss \
+                     applies softmax itself, so this computes a double softmax. Feed it the scores before the \
+                     Softmax (nets written before then wired Softmax → INFOGAIN_LOSS)",
+                    slot.name, producer.name
+                ));
+            }
+        }
+    }
+
+    /// Copies each shared param's owner values into it, so every sharer computes with the owner's values.
+    fn sync_shared_params(&mut self) {
+        for info in &self.params {
+            if let Some((owner_layer, owner_index)) = info.owner {
+                let values = self.slots[owner_layer].layer.params()[owner_index]
+                    .data()
+                    .to_vec();
+                self.slots[info.layer].layer.params_mut()[info.index]
+                    .data_mut()
+                    .copy_from_slice(&values);
+            }
+        }
+    }
+
+    /// Shapes every layer's tops again, after input blobs changed shape.
+    pub fn reshape(&mut self) -> Result<()> {
+        for index in 0..self.slots.len() {
+            let result = {
+                let slot = &mut self.slots[index];
+                let (before, after) = self.blobs.split_at_mut(slot.first_top);
+                let bottoms: SmallVec<[&Blob; 4]> =
+                    slot.bottoms.iter().map(|&b| &before[b]).collect();
+                let mut tops: SmallVec<[&mut Blob; 4]> =
+                    after[..slot.top_count].iter_mut().collect();
+                slot.layer.reshape(&bottoms, &mut tops)
+            };
+            result.map_err(|e| self.slot_error(index, e))?;
+        }
+        Ok(())
+    }
+
+    /// Runs every layer forward; returns the total loss, Σ loss_weight · Σ top values.
+    pub fn forward(&mut self) -> Result<f32> {
+        if self.params.iter().any(|p| p.owner.is_some()) {
+            self.sync_shared_params();
+        }
+        let mut loss = 0.0f64;
+        for index in 0..self.slots.len() {
+            let result = {
+                let slot = &mut self.slots[index];
+                let (before, after) = self.blobs.split_at_mut(slot.first_top);
+                let bottoms: SmallVec<[&Blob; 4]> =
+                    slot.bottoms.iter().map(|&b| &before[b]).collect();
+                let mut tops: SmallVec<[&mut Blob; 4]> =
+                    after[..slot.top_count].iter_mut().collect();
+                slot.layer.forward(&bottoms, &mut tops)
+            };
+            result.map_err(|e| self.slot_error(index, e))?;
+            let slot = &self.slots[index];
+            for (j, &weight) in slot.loss_weights.iter().enumerate() {
+                if weight != 0.0 {
+                    let sum: f64 = self.blobs[slot.first_top + j]
+                        .data()
+                        .iter()
+                        .map(|&v| f64::from(v))
+                        .sum();
+                    loss += f64::from(weight) * sum;
+                }
+            }
+        }
+        Ok(loss as f32)
+    }
+
+    /// Runs backward from the losses: each loss top's diff is set to its weight, then layers run in reverse.
+    /// Parameter gradients are added to the params' diffs ([`Net::clear_param_diffs`] zeroes them).
+    pub fn backward(&mut self) -> Result<()> {
+        for slot in &self.slots {
+            for (j, &weight) in slot.loss_weights.iter().enumerate() {
+                if weight != 0.0 {
+                    self.blobs[slot.first_top + j].diff_mut().fill(weight);
+                }
+            }
+        }
+        for index in (0..self.slots.len()).rev() {
+            if !self.slots[index].need_backward {
+                continue;
+            }
+            let result = {
+                let slot = &mut self.slots[index];
+                let (before, after) = self.blobs.split_at_mut(slot.first_top);
+                let tops: SmallVec<[&Blob; 4]> = after[..slot.top_count].iter().collect();
+                let mut bottoms = disjoint_mut(before, &slot.bottoms);
+                slot.layer
+                    .backward(&tops, &slot.bottom_need_backward, &mut bottoms)
+            };
+            result.map_err(|e| self.slot_error(index, e))?;
+        }
+        // Gradients of shared params go to their owners.
+        for info in &self.params {
+            if let Some((owner_layer, owner_index)) = info.owner {
+                let diff = self.slots[info.layer].layer.params()[info.index]
+                    .diff()
+                    .to_vec();
+                self.slots[info.layer].layer.params_mut()[info.index].zero_diff();
+                crate::math::axpy(
+                    1.0,
+                    &diff,
+                    self.slots[owner_layer].layer.params_mut()[owner_index].diff_mut(),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Zeroes every learnable blob's gradient.
+    pub fn clear_param_diffs(&mut self) {
+        for slot in &mut self.slots {
+            for param in slot.layer.params_mut() {
+                param.zero_diff();
+            }
+        }
+    }
+
+    /// The net's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The phase the net was built for.
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// Things worth telling the user about the definition (such as a Softmax before InfogainLoss).
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// Layer names in running order (inserted Splits included).
+    pub fn layer_names(&self) -> impl Iterator<Item = &str> {
+        self.slots.iter().map(|s| s.name.as_str())
+    }
+
+    /// Type name of each layer, in running order.
+    pub fn layer_types(&self) -> impl Iterator<Item = &str> {
+        self.slots.iter().map(|s| s.param.r#type())
+    }
+
+    /// Whether layer `index` runs backward.
+    pub fn layer_needs_backward(&self, index: usize) -> bool {
+        self.slots[index].need_backward
+    }
+
+    /// Whether layer `index` propagates a gradient to each of its bottoms.
+    pub fn bottom_needs_backward(&self, index: usize) -> &[bool] {
+        &self.slots[index].bottom_need_backward
+    }
+
+    /// Names of the blobs (one per version: an in-place layer's output has the same name as its input).
+    pub fn blob_names(&self) -> &[String] {
+        &self.blob_names
+    }
+
+    /// The blob a name refers to after forward: its newest version.
+    pub fn blob(&self, name: &str) -> Option<&Blob> {
+        self.blob_id(name).map(|id| &self.blobs[id])
+    }
+
+    /// The blob a name refers to, for writing (an input before forward).
+    pub fn blob_mut(&mut self, name: &str) -> Option<&mut Blob> {
+        self.blob_id(name).map(|id| &mut self.blobs[id])
+    }
+
+    /// The gradient Caffe would show for a blob name after backward: that of its first version (an in-place
+    /// layer's backward writes the gradient of its input last).
+    pub fn blob_diff(&self, name: &str) -> Option<&[f32]> {
+        self.blob_names
+            .iter()
+            .position(|n| n == name)
+            .map(|id| self.blobs[id].diff())
+    }
+
+    fn blob_id(&self, name: &str) -> Option<usize> {
+        self.blob_names.iter().rposition(|n| n == name)
+    }
+
+    /// Blob names filled from outside (the tops of Input layers).
+    pub fn input_names(&self) -> Vec<&str> {
+        self.inputs
+            .iter()
+            .map(|&b| self.blob_names[b].as_str())
+            .collect()
+    }
+
+    /// Blob names no layer reads: the net's outputs.
+    pub fn output_names(&self) -> Vec<&str> {
+        self.outputs
+            .iter()
+            .map(|&b| self.blob_names[b].as_str())
+            .collect()
+    }
+
+    /// Every learnable blob with its solver settings, in Caffe's order (layer by layer).
+    pub fn params(&self) -> &[ParamInfo] {
+        &self.params
+    }
+
+    /// The learnable blobs of layer `index`.
+    pub fn layer_params(&self, index: usize) -> &[Blob] {
+        self.slots[index].layer.params()
+    }
+
+    /// The learnable blobs of layer `index`, for writing.
+    pub fn layer_params_mut(&mut self, index: usize) -> &mut [Blob] {
+        self.slots[index].layer.params_mut()
+    }
+}
+
+#[cfg(test)]
+mod tests;

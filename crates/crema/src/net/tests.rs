@@ -1,0 +1,155 @@
+//! Building and running nets: wiring, splits, in-place layers, shared params, stages and backward inference.
+
+use crema_proto::caffe::Phase;
+use crema_proto::{text, NetParameter, NetState};
+
+use super::{Net, NetOptions};
+
+fn net(definition: &str, phase: Phase, stages: &[&str]) -> crate::Result<Net> {
+    let param: NetParameter = text::parse(definition, "test.prototxt").unwrap();
+    let state = NetState {
+        phase: Some(phase as i32),
+        stage: stages.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    };
+    Net::new(&param, &state, &NetOptions::default())
+}
+
+const BRANCHY: &str = r#"
+name: "branchy"
+layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 2 dim: 3 } } }
+layer { name: "ip1" type: "InnerProduct" bottom: "data" top: "ip1"
+        param { name: "shared_w" } param { name: "shared_b" }
+        inner_product_param { num_output: 3 weight_filler { type: "gaussian" std: 0.5 } bias_filler { type: "constant" value: 0.1 } } }
+layer { name: "relu" type: "ReLU" bottom: "ip1" top: "ip1" }
+layer { name: "ip2" type: "InnerProduct" bottom: "ip1" top: "ip2"
+        param { name: "shared_w" } param { name: "shared_b" }
+        inner_product_param { num_output: 3 } }
+layer { name: "sum" type: "Eltwise" bottom: "ip2" bottom: "data" top: "sum" }
+layer { name: "loss" type: "EuclideanLoss" bottom: "sum" bottom: "data" top: "loss" exclude { stage: "deploy" } }
+"#;
+
+#[test]
+fn a_blob_read_by_several_layers_is_split_and_in_place_relu_is_versioned() {
+    let net = net(BRANCHY, Phase::Train, &[]).unwrap();
+    let names: Vec<_> = net.layer_names().collect();
+    assert_eq!(
+        names,
+        [
+            "data",
+            "data_data_0_split",
+            "ip1",
+            "relu",
+            "ip2",
+            "sum",
+            "loss"
+        ]
+    );
+    assert_eq!(net.blob_names().iter().filter(|n| *n == "ip1").count(), 2);
+    assert_eq!(net.input_names(), ["data"]);
+    assert_eq!(net.output_names(), ["loss"]);
+}
+
+#[test]
+fn deploy_stage_drops_the_loss() {
+    let net = net(BRANCHY, Phase::Test, &["deploy"]).unwrap();
+    assert!(!net.layer_names().any(|n| n == "loss"));
+    assert_eq!(net.output_names(), ["sum"]);
+}
+
+#[test]
+fn shared_params_follow_their_owner_and_collect_its_gradient() {
+    let mut net = net(BRANCHY, Phase::Train, &[]).unwrap();
+    let shared: Vec<_> = net.params().iter().map(|p| p.owner).collect();
+    assert_eq!(shared, [None, None, Some((2, 0)), Some((2, 1))]);
+    assert_eq!(net.layer_params(2)[0].data(), net.layer_params(4)[0].data());
+    net.blob_mut("data")
+        .unwrap()
+        .data_mut()
+        .copy_from_slice(&[0.5, -1.0, 2.0, 1.5, 0.25, -0.75]);
+    net.forward().unwrap();
+    net.clear_param_diffs();
+    net.backward().unwrap();
+    assert!(net.layer_params(4)[0].diff().iter().all(|&d| d == 0.0));
+    assert!(net.layer_params(2)[0].diff().iter().any(|&d| d != 0.0));
+}
+
+#[test]
+fn whole_net_gradient_matches_finite_differences() {
+    // The shared weight's gradient, through a split, an in-place ReLU and two users, against central differences.
+    let mut net = net(BRANCHY, Phase::Train, &[]).unwrap();
+    let input = [0.5f32, -1.0, 2.0, 1.5, 0.25, -0.75];
+    net.blob_mut("data")
+        .unwrap()
+        .data_mut()
+        .copy_from_slice(&input);
+    net.forward().unwrap();
+    net.clear_param_diffs();
+    net.backward().unwrap();
+    // Parameter gradient of the shared weight against finite differences of the loss.
+    let analytic = net.layer_params(2)[0].diff().to_vec();
+    let h = 1e-2f32;
+    for (i, &expected) in analytic.iter().enumerate() {
+        let original = net.layer_params(2)[0].data()[i];
+        net.layer_params_mut(2)[0].data_mut()[i] = original + h;
+        let plus = net.forward().unwrap();
+        net.layer_params_mut(2)[0].data_mut()[i] = original - h;
+        let minus = net.forward().unwrap();
+        net.layer_params_mut(2)[0].data_mut()[i] = original;
+        let numeric = (plus - minus) / (2.0 * h);
+        assert!(
+            (numeric - expected).abs() < 2e-2 * numeric.abs().max(1.0),
+            "w[{i}]: {numeric} vs {expected}"
+        );
+    }
+}
+
+#[test]
+fn unknown_layer_type_is_named_at_construction() {
+    let err = net(
+        "layer { name: 'c1' type: 'Convolution3D' top: 'x' }",
+        Phase::Train,
+        &[],
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(
+        err.contains("layer \"c1\" (Convolution3D): crema has no layer of type \"Convolution3D\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn wrong_number_of_loss_weights_is_an_error() {
+    let err = net(
+        "layer { name: 'd' type: 'Input' top: 'a' top: 'b' input_param { shape { dim: 2 } } } \
+         layer { name: 'l' type: 'EuclideanLoss' bottom: 'a' bottom: 'b' top: 'l' loss_weight: 1 loss_weight: 2 }",
+        Phase::Train,
+        &[],
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(err.contains("has 1 tops but 2 loss_weight values"), "{err}");
+}
+
+#[test]
+fn layers_feeding_no_loss_skip_backward() {
+    let net = net(
+        "layer { name: 'd' type: 'Input' top: 'x' top: 'y' input_param { shape { dim: 4 dim: 2 } } } \
+         layer { name: 'ip' type: 'InnerProduct' bottom: 'x' top: 'ip' inner_product_param { num_output: 2 } } \
+         layer { name: 'side' type: 'InnerProduct' bottom: 'x' top: 'side' inner_product_param { num_output: 2 } } \
+         layer { name: 'loss' type: 'EuclideanLoss' bottom: 'ip' bottom: 'y' top: 'loss' }",
+        Phase::Train,
+        &[],
+    )
+    .unwrap();
+    let needs: Vec<_> = (0..net.layer_names().count())
+        .map(|i| net.layer_needs_backward(i))
+        .collect();
+    let names: Vec<_> = net.layer_names().collect();
+    let side = names.iter().position(|n| *n == "side").unwrap();
+    let ip = names.iter().position(|n| *n == "ip").unwrap();
+    assert!(!needs[side] && needs[ip], "{names:?} {needs:?}");
+}

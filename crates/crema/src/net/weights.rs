@@ -1,0 +1,84 @@
+//! Weights in and out of a net: copying from a .caffemodel by layer name, and the NetParameter Caffe would save.
+
+use crema_proto::NetParameter;
+
+use super::Net;
+use crate::blob::Blob;
+use crate::error::{Error, Result};
+
+impl Net {
+    /// Copies learnable blobs from `trained` into the layers of the same name, as Caffe's `CopyTrainedLayersFrom`:
+    /// layers the net does not have are skipped; a layer with another number of blobs or a blob of another shape
+    /// is an error. Returns the names of the layers copied.
+    pub fn copy_trained_from(
+        &mut self,
+        trained: &NetParameter,
+        origin: &str,
+    ) -> Result<Vec<String>> {
+        let mut copied = Vec::new();
+        for source in &trained.layer {
+            if source.blobs.is_empty() {
+                continue;
+            }
+            let Some(index) = self.slots.iter().position(|s| s.name == source.name()) else {
+                continue;
+            };
+            let slot = &mut self.slots[index];
+            let params = slot.layer.params_mut();
+            let layer_error = |reason: String| Error::Layer {
+                origin: origin.to_owned(),
+                layer: source.name().to_owned(),
+                layer_type: source.r#type().to_owned(),
+                reason,
+            };
+            if params.len() != source.blobs.len() {
+                return Err(layer_error(format!(
+                    "has {} blobs in the weights file but {} learnable blobs in the net",
+                    source.blobs.len(),
+                    params.len()
+                )));
+            }
+            for (i, proto) in source.blobs.iter().enumerate() {
+                let given = Blob::from_proto(
+                    proto,
+                    &format!("{origin}: layer \"{}\" blobs[{i}]", source.name()),
+                )?;
+                if given.shape() != params[i].shape() {
+                    return Err(layer_error(format!(
+                        "cannot copy blobs[{i}]: shape {} in the weights file, {} in the net",
+                        given.shape_string(),
+                        params[i].shape_string()
+                    )));
+                }
+                params[i].data_mut().copy_from_slice(given.data());
+            }
+            copied.push(source.name().to_owned());
+        }
+        self.sync_shared_params();
+        Ok(copied)
+    }
+
+    /// The net as Caffe's `Net::ToProto` writes it into a .caffemodel: every layer (inserted Splits included)
+    /// with its parameters and phase, and its learnable blobs (with gradients when `write_diff`).
+    pub fn to_proto(&self, write_diff: bool) -> NetParameter {
+        let layer = self
+            .slots
+            .iter()
+            .map(|slot| {
+                let mut param = slot.param.clone();
+                param.blobs = slot
+                    .layer
+                    .params()
+                    .iter()
+                    .map(|b| b.to_proto(write_diff))
+                    .collect();
+                param
+            })
+            .collect();
+        NetParameter {
+            name: Some(self.name.clone()),
+            layer,
+            ..Default::default()
+        }
+    }
+}
