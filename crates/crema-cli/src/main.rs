@@ -18,6 +18,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     Convert(commands::convert::Args),
+    Forward(commands::forward::Args),
     Inspect(commands::inspect::Args),
     Upgrade(commands::upgrade::Args),
 }
@@ -26,6 +27,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Convert(args) => commands::convert::run(args),
+        Command::Forward(args) => commands::forward::run(args),
         Command::Inspect(args) => commands::inspect::run(args),
         Command::Upgrade(args) => commands::upgrade::run(args),
     };

@@ -78,3 +78,60 @@ fn caffemodel_writes_back_byte_identical() {
     let (shape, _) = blob::checked(&net.layer[1].blobs[0], "W").unwrap();
     assert_eq!(shape, vec![4, 3]);
 }
+
+#[test]
+fn tiny_ip_runs_forward_with_caffes_weights_and_saves_the_bytes_caffe_saved() {
+    use crema::proto::caffe::Phase;
+    use crema::proto::NetState;
+    use crema::{Net, NetOptions};
+
+    let (param, _) = files::read_net_text(&fixture("tiny_ip.prototxt")).unwrap();
+    let state = NetState {
+        phase: Some(Phase::Test as i32),
+        ..Default::default()
+    };
+    let mut net = Net::new(&param, &state, &NetOptions::default()).unwrap();
+    let (trained, _) = files::read_net_binary(&fixture("tiny_ip.caffemodel")).unwrap();
+    assert_eq!(
+        net.copy_trained_from(&trained, "tiny_ip.caffemodel")
+            .unwrap(),
+        ["ip"]
+    );
+    let x = io::read_npy(&fixture("tiny_ip_x.npy")).unwrap();
+    net.blob_mut("data")
+        .unwrap()
+        .data_mut()
+        .copy_from_slice(&x.to_f32_vec());
+    net.forward().unwrap();
+    let y = io::read_npy(&fixture("tiny_ip_y.npy"))
+        .unwrap()
+        .to_f32_vec();
+    for (got, want) in net.blob("ip").unwrap().data().iter().zip(&y) {
+        assert!((got - want).abs() <= 1e-6, "{got} vs {want}");
+    }
+    // What crema would save is what Caffe's Net.save wrote, byte for byte.
+    let saved = crema::proto::binary::encode(&net.to_proto(false));
+    assert_eq!(saved, std::fs::read(fixture("tiny_ip.caffemodel")).unwrap());
+}
+
+#[test]
+fn weights_of_the_wrong_shape_are_refused_with_both_shapes() {
+    use crema::proto::NetState;
+    use crema::{Net, NetOptions};
+
+    let text = std::fs::read_to_string(fixture("tiny_ip.prototxt"))
+        .unwrap()
+        .replace("num_output: 4", "num_output: 5");
+    let param: NetParameter = crema::proto::text::parse(&text, "tiny5.prototxt").unwrap();
+    let mut net = Net::new(&param, &NetState::default(), &NetOptions::default()).unwrap();
+    let (trained, _) = files::read_net_binary(&fixture("tiny_ip.caffemodel")).unwrap();
+    let err = net
+        .copy_trained_from(&trained, "tiny_ip.caffemodel")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("layer \"ip\"")
+            && err.contains("4 3 (12) in the weights file, 5 3 (15) in the net"),
+        "{err}"
+    );
+}

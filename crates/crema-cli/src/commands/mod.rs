@@ -1,5 +1,6 @@
 //! One module per `crema` subcommand: its clap arguments (`Args`) and `run`.
 
 pub mod convert;
+pub mod forward;
 pub mod inspect;
 pub mod upgrade;

@@ -76,6 +76,8 @@ pub struct Net {
     slots: Vec<LayerSlot>,
     blobs: Vec<Blob>,
     blob_names: Vec<String>,
+    /// Whether each blob is an output of an inserted Split (internal wiring, not a blob of the prototxt).
+    blob_is_split: Vec<bool>,
     params: Vec<ParamInfo>,
     inputs: Vec<usize>,
     outputs: Vec<usize>,
@@ -201,6 +203,7 @@ impl Net {
             blobs: (0..wired.blob_names.len())
                 .map(|_| Blob::default())
                 .collect(),
+            blob_is_split: vec![false; wired.blob_names.len()],
             blob_names: wired.blob_names,
             params: Vec::new(),
             inputs: Vec::new(),
@@ -220,6 +223,9 @@ impl Net {
                     (layer, split)
                 }
             };
+            if node.source.is_none() {
+                net.blob_is_split[node.first_top..node.first_top + node.top_count].fill(true);
+            }
             if layer_param.r#type() == "Input" {
                 net.inputs
                     .extend(node.first_top..node.first_top + node.top_count);
@@ -655,6 +661,31 @@ impl Net {
             .iter()
             .position(|n| n == name)
             .map(|id| self.blobs[id].diff())
+    }
+
+    /// The names of the prototxt's own blobs, each once, in the order they are first made (Split outputs that
+    /// crema inserts are left out).
+    pub fn visible_blob_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = Vec::new();
+        for (name, &split) in self.blob_names.iter().zip(&self.blob_is_split) {
+            if !split && !names.contains(&name.as_str()) {
+                names.push(name);
+            }
+        }
+        names
+    }
+
+    /// The index of the layer called `name`.
+    pub fn layer_index(&self, name: &str) -> Option<usize> {
+        self.slots.iter().position(|s| s.name == name)
+    }
+
+    /// The index of the layer that makes blob `name` (its newest version).
+    pub fn producer_of(&self, name: &str) -> Option<usize> {
+        let id = self.blob_id(name)?;
+        self.slots
+            .iter()
+            .position(|s| (s.first_top..s.first_top + s.top_count).contains(&id))
     }
 
     fn blob_id(&self, name: &str) -> Option<usize> {
