@@ -136,6 +136,17 @@ impl Blob {
         (&self.data, &mut self.diff)
     }
 
+    /// Exchanges the gradient's storage with `buffer`, which must hold `count()` values: a layer that computed a
+    /// bottom's gradient ahead of time hands it over without copying.
+    pub fn swap_diff(&mut self, buffer: &mut Vec<f32>) {
+        assert_eq!(
+            buffer.len(),
+            self.diff.len(),
+            "swap_diff needs a buffer of the blob's count"
+        );
+        std::mem::swap(&mut self.diff, buffer);
+    }
+
     /// Sets every gradient value to zero.
     pub fn zero_diff(&mut self) {
         self.diff.fill(0.0);

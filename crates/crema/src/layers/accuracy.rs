@@ -26,7 +26,7 @@ pub struct Accuracy {
 
 /// Makes an Accuracy layer from its parameters.
 pub fn create(ctx: &mut LayerContext) -> LayerResult<Box<dyn Layer>> {
-    let param = ctx.param.accuracy_param.clone().unwrap_or_default();
+    let param = ctx.param.accuracy_param.unwrap_or_default();
     if param.top_k() == 0 {
         return Err(LayerError::new("accuracy_param.top_k must be at least 1"));
     }

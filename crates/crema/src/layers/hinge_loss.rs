@@ -93,7 +93,7 @@ impl Layer for HingeLoss {
         propagate_down: &[bool],
         bottom: &mut [&mut Blob],
     ) -> LayerResult {
-        if !propagate_down[0] {
+        if !propagate_down[0] || self.dim == 0 {
             return Ok(());
         }
         let scale = top[0].diff()[0] / self.num.max(1) as f32;

@@ -25,9 +25,12 @@ use super::loss::{loss_settings, DeprecatedNormalize, LossSettings};
 use crate::blob::{canonical_axis, Blob};
 use crate::io;
 use crate::layer::{Arity, Layer, LayerContext, LayerError, LayerResult};
+use crate::math::softmax;
 
-/// Rows per parallel task: enough work per task that splitting pays.
-const ROWS_PER_TASK: usize = 64;
+/// Below this many scores the layer runs on one thread: splitting costs more than it saves.
+const PARALLEL_MIN_VALUES: usize = 1 << 16;
+/// Scores per parallel task.
+const TASK_VALUES: usize = 1 << 15;
 
 /// The InfogainLoss layer.
 pub struct InfogainLoss {
@@ -42,8 +45,12 @@ pub struct InfogainLoss {
     inner: usize,
     /// Class index per position, or -1 where the label is ignored.
     labels: Vec<i32>,
-    /// `p · rowsum(H)[l] − H[l, :]` per score, computed in forward for backward to scale.
-    unit_gradient: Vec<f32>,
+    /// `scale · (p · rowsum(H)[l] − H[l, :])` per score, computed in forward and handed over in backward.
+    gradient: Vec<f32>,
+    /// The scale `gradient` was computed with: loss weight / normalizer.
+    gradient_scale: f32,
+    /// Whether `gradient` holds the gradient of the last forward (backward hands it over once).
+    gradient_ready: bool,
     normalizer: f32,
 }
 
@@ -77,7 +84,9 @@ pub fn create(ctx: &mut LayerContext) -> LayerResult<Box<dyn Layer>> {
         outer: 0,
         inner: 0,
         labels: Vec::new(),
-        unit_gradient: Vec::new(),
+        gradient: Vec::new(),
+        gradient_scale: 1.0,
+        gradient_ready: false,
         normalizer: 1.0,
     }))
 }
@@ -116,39 +125,6 @@ impl InfogainLoss {
         }
         Ok(valid)
     }
-}
-
-/// Loss and unit gradient for one position whose scores are `x` (stride `stride` apart), label row `h_row`.
-#[inline]
-fn position_loss(
-    x: &[f32],
-    stride: usize,
-    channels: usize,
-    h_row: &[f32],
-    row_sum: f32,
-    grad: &mut [f32],
-) -> f64 {
-    let mut max = f32::NEG_INFINITY;
-    for c in 0..channels {
-        max = max.max(x[c * stride]);
-    }
-    let mut sum = 0.0f32;
-    for c in 0..channels {
-        let e = (x[c * stride] - max).exp();
-        grad[c * stride] = e;
-        sum += e;
-    }
-    let lse = max + sum.ln();
-    let inv = 1.0 / sum;
-    let mut loss = 0.0f64;
-    for c in 0..channels {
-        let h = h_row[c];
-        if h != 0.0 {
-            loss -= f64::from(h) * f64::from(x[c * stride] - lse);
-        }
-        grad[c * stride] = grad[c * stride] * inv * row_sum - h;
-    }
-    loss
 }
 
 impl Layer for InfogainLoss {
@@ -221,7 +197,7 @@ impl Layer for InfogainLoss {
             row_sums(h, self.channels, &mut self.row_sums);
         }
         self.labels.resize(positions, -1);
-        self.unit_gradient.resize(scores.count(), 0.0);
+        self.gradient.resize(scores.count(), 0.0);
         top[0].reshape(&[])?;
         if let Some(prob) = top.get_mut(1) {
             prob.reshape_like(scores)?;
@@ -240,77 +216,80 @@ impl Layer for InfogainLoss {
             }
             row_sums(h.data(), self.channels, &mut self.row_sums);
         }
+        self.normalizer = self.settings.normalizer(self.outer, self.inner, valid);
+        // The gradient is computed with the loss, scaled by the loss weight the net keeps in the top's diff;
+        // backward then only hands it over. A zero weight still gets a gradient at scale 1/normalizer.
+        let weight = top[0].diff()[0];
+        self.gradient_scale = if weight != 0.0 { weight } else { 1.0 } / self.normalizer;
         let h: &[f32] = match (bottom.get(2), &self.source) {
             (Some(h), _) => h.data(),
             (None, Some((h, _))) => h,
             (None, None) => unreachable!("setup refuses a layer without H"),
         };
-        let (channels, inner) = (self.channels, self.inner);
-        let (labels, row_sums) = (&self.labels, &self.row_sums);
+        let (channels, inner, scale) = (self.channels, self.inner, self.gradient_scale);
+        let (labels, sums) = (&self.labels, &self.row_sums);
         let scores = bottom[0].data();
-        let block = channels * inner;
-        let total: f64 = if inner == 1 {
-            self.unit_gradient
-                .par_chunks_mut(channels * ROWS_PER_TASK)
-                .zip(scores.par_chunks(channels * ROWS_PER_TASK))
-                .zip(labels.par_chunks(ROWS_PER_TASK))
-                .map(|((grads, xs), labels)| {
-                    let mut loss = 0.0;
-                    for ((grad, x), &label) in grads
-                        .chunks_exact_mut(channels)
-                        .zip(xs.chunks_exact(channels))
-                        .zip(labels)
-                    {
-                        if label < 0 {
-                            grad.fill(0.0);
-                            continue;
-                        }
-                        let l = label as usize;
-                        loss += position_loss(
-                            x,
-                            1,
-                            channels,
-                            &h[l * channels..][..channels],
-                            row_sums[l],
-                            grad,
-                        );
-                    }
-                    loss
-                })
-                .sum()
-        } else {
-            self.unit_gradient
-                .par_chunks_mut(block)
-                .zip(scores.par_chunks(block))
-                .zip(labels.par_chunks(inner))
-                .map(|((grads, xs), labels)| {
-                    let mut loss = 0.0;
-                    for (i, &label) in labels.iter().enumerate() {
-                        if label < 0 {
-                            for c in 0..channels {
-                                grads[c * inner + i] = 0.0;
-                            }
-                            continue;
-                        }
-                        let l = label as usize;
-                        loss += position_loss(
-                            &xs[i..],
-                            inner,
-                            channels,
-                            &h[l * channels..][..channels],
-                            row_sums[l],
-                            &mut grads[i..],
-                        );
-                    }
-                    loss
-                })
-                .sum()
+        let rows = |grads: &mut [f32], xs: &[f32], labels: &[i32]| -> f64 {
+            let mut loss = 0.0;
+            for ((grad, x), &label) in grads
+                .chunks_exact_mut(channels)
+                .zip(xs.chunks_exact(channels))
+                .zip(labels)
+            {
+                if label < 0 {
+                    grad.fill(0.0);
+                    continue;
+                }
+                let l = label as usize;
+                let row = &h[l * channels..][..channels];
+                loss += softmax::weighted_cross_entropy_row(x, row, sums[l], scale, grad);
+            }
+            loss
         };
-        self.normalizer = self.settings.normalizer(self.outer, self.inner, valid);
+        let columns = |grads: &mut [f32], xs: &[f32], labels: &[i32]| -> f64 {
+            softmax::weighted_cross_entropy_columns(
+                xs, channels, inner, labels, h, sums, scale, grads,
+            )
+        };
+        let parallel = scores.len() >= PARALLEL_MIN_VALUES && rayon::current_num_threads() > 1;
+        let total: f64 = match (inner == 1, parallel) {
+            (true, false) => rows(&mut self.gradient, scores, labels),
+            (true, true) => {
+                let rows_per_task = (TASK_VALUES / channels).max(1);
+                self.gradient
+                    .par_chunks_mut(channels * rows_per_task)
+                    .zip(scores.par_chunks(channels * rows_per_task))
+                    .zip(labels.par_chunks(rows_per_task))
+                    .map(|((g, x), l)| rows(g, x, l))
+                    .sum()
+            }
+            (false, false) => self
+                .gradient
+                .chunks_mut(channels * inner)
+                .zip(scores.chunks(channels * inner))
+                .zip(labels.chunks(inner))
+                .map(|((g, x), l)| columns(g, x, l))
+                .sum(),
+            (false, true) => self
+                .gradient
+                .par_chunks_mut(channels * inner)
+                .zip(scores.par_chunks(channels * inner))
+                .zip(labels.par_chunks(inner))
+                .map(|((g, x), l)| columns(g, x, l))
+                .sum(),
+        };
+        if !total.is_finite() {
+            if let Some(at) = scores.iter().position(|v| !v.is_finite()) {
+                return Err(LayerError::new(format!(
+                    "the scores (bottom[0]) hold {} at index {at}; the layers below produced a non-finite value",
+                    scores[at]
+                )));
+            }
+        }
         top[0].data_mut()[0] = (total / f64::from(self.normalizer)) as f32;
+        self.gradient_ready = true;
         if let Some(prob) = top.get_mut(1) {
-            let probabilities = prob.data_mut();
-            crate::math::softmax::softmax(scores, probabilities, self.outer, channels, inner);
+            softmax::softmax(scores, prob.data_mut(), self.outer, channels, inner);
         }
         Ok(())
     }
@@ -329,16 +308,17 @@ impl Layer for InfogainLoss {
         if !propagate_down[0] {
             return Ok(());
         }
+        if !self.gradient_ready {
+            return Err(LayerError::new("backward without a forward before it"));
+        }
         let scale = top[0].diff()[0] / self.normalizer;
-        bottom[0]
-            .diff_mut()
-            .par_chunks_mut(4096)
-            .zip(self.unit_gradient.par_chunks(4096))
-            .for_each(|(diff, grad)| {
-                for (d, &g) in diff.iter_mut().zip(grad) {
-                    *d = scale * g;
-                }
-            });
+        if scale != self.gradient_scale {
+            let ratio = scale / self.gradient_scale;
+            self.gradient.par_iter_mut().for_each(|g| *g *= ratio);
+            self.gradient_scale = scale;
+        }
+        bottom[0].swap_diff(&mut self.gradient);
+        self.gradient_ready = false;
         Ok(())
     }
 }

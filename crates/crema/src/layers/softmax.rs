@@ -65,6 +65,9 @@ impl Layer for Softmax {
     }
 
     fn forward(&mut self, bottom: &[&Blob], top: &mut [&mut Blob]) -> LayerResult {
+        if bottom[0].count() == 0 {
+            return Ok(());
+        }
         softmax(
             bottom[0].data(),
             top[0].data_mut(),
@@ -174,6 +177,21 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    #[test]
+    fn empty_blobs_are_fine() {
+        for shape in [&[0, 3][..], &[2, 0, 3], &[2, 3, 0]] {
+            let mut layer = layer(None);
+            let bottom = Blob::new(shape).unwrap();
+            let mut top = run(layer.as_mut(), &bottom).unwrap();
+            assert_eq!(top.shape(), shape);
+            let mut bottom = bottom;
+            top.diff_mut().fill(1.0);
+            layer
+                .backward(&[&top], &[true], &mut [&mut bottom])
+                .unwrap();
         }
     }
 

@@ -426,9 +426,18 @@ mod tests {
         .is_ok());
     }
 
+    /// Parameters, score shape, classes, label shape and ignore label of one gradient check.
+    type Case = (
+        &'static str,
+        &'static [usize],
+        usize,
+        &'static [usize],
+        Option<i32>,
+    );
+
     #[test]
     fn gradient() {
-        let cases: &[(&str, &[usize], usize, &[usize], Option<i32>)] = &[
+        let cases: &[Case] = &[
             ("", &[4, 5], 5, &[4], None),
             ("", &[2, 3, 2, 2], 3, &[2, 1, 2, 2], None),
             (

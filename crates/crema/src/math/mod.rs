@@ -3,9 +3,11 @@
 //! Layers call these instead of writing their own loops for anything shared: matrix products, softmax and
 //! log-sum-exp, and the random generator every random thing in crema draws from.
 
+mod exp;
 mod gemm;
 pub mod softmax;
 
+pub use self::exp::exp as fast_exp;
 pub use self::gemm::{sgemm, Transpose};
 
 /// The random generator of crema: ChaCha8, seedable, and with a state that can be saved and restored exactly.

@@ -80,3 +80,362 @@ mod tests {
         }
     }
 }
+
+/// Positions per tile of the column kernel: small enough that a tile's per-position values stay in registers
+/// and L1, large enough to vectorize well.
+const TILE: usize = 64;
+
+/// Lanes the row kernel keeps independent accumulators in (a multiple of every SIMD width in use).
+const LANES: usize = 8;
+
+/// `a · b + c`, fused where the CPU has FMA (the caller's `FMA` parameter says so), else two operations.
+#[inline(always)]
+fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
+    if FMA {
+        a.mul_add(b, c)
+    } else {
+        a * b + c
+    }
+}
+
+#[inline(always)]
+fn greater(a: f32, b: f32) -> f32 {
+    if a > b {
+        a
+    } else {
+        b
+    }
+}
+
+/// One position of a weighted softmax cross-entropy over contiguous scores `x`, with weights `w` (a row of
+/// an infogain matrix) summing to `w_sum`:
+///
+/// `loss = -Σ_k w_k · (x_k − logsumexp(x)) = w_sum · logsumexp(x) − w·x`, returned in f64, and
+/// `grad_k = scale · (softmax(x)_k · w_sum − w_k)` written to `grad`.
+pub fn weighted_cross_entropy_row(
+    x: &[f32],
+    w: &[f32],
+    w_sum: f32,
+    scale: f32,
+    grad: &mut [f32],
+) -> f64 {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU has the features the function is compiled for.
+        return unsafe { weighted_cross_entropy_row_avx2(x, w, w_sum, scale, grad) };
+    }
+    weighted_cross_entropy_row_portable::<false>(x, w, w_sum, scale, grad)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn weighted_cross_entropy_row_avx2(
+    x: &[f32],
+    w: &[f32],
+    w_sum: f32,
+    scale: f32,
+    grad: &mut [f32],
+) -> f64 {
+    weighted_cross_entropy_row_portable::<true>(x, w, w_sum, scale, grad)
+}
+
+#[inline(always)]
+fn weighted_cross_entropy_row_portable<const FMA: bool>(
+    x: &[f32],
+    w: &[f32],
+    w_sum: f32,
+    scale: f32,
+    grad: &mut [f32],
+) -> f64 {
+    let n = x.len();
+    let (w, grad) = (&w[..n], &mut grad[..n]);
+    let split = n - n % LANES;
+    let mut maxes = [f32::NEG_INFINITY; LANES];
+    let mut dots = [0.0f32; LANES];
+    for (xs, ws) in x[..split]
+        .chunks_exact(LANES)
+        .zip(w[..split].chunks_exact(LANES))
+    {
+        for j in 0..LANES {
+            maxes[j] = greater(xs[j], maxes[j]);
+            dots[j] = madd::<FMA>(ws[j], xs[j], dots[j]);
+        }
+    }
+    let mut max = maxes.iter().copied().fold(f32::NEG_INFINITY, greater);
+    let mut dot: f64 = dots.iter().map(|&d| f64::from(d)).sum();
+    for k in split..n {
+        max = greater(x[k], max);
+        dot += f64::from(w[k] * x[k]);
+    }
+    let mut sums = [0.0f32; LANES];
+    for (xs, gs) in x[..split]
+        .chunks_exact(LANES)
+        .zip(grad[..split].chunks_exact_mut(LANES))
+    {
+        for j in 0..LANES {
+            let e = super::exp::exp(xs[j] - max);
+            gs[j] = e;
+            sums[j] += e;
+        }
+    }
+    let mut sum: f32 = sums.iter().sum();
+    for k in split..n {
+        let e = super::exp::exp(x[k] - max);
+        grad[k] = e;
+        sum += e;
+    }
+    let lse = max + sum.ln();
+    let a = scale * w_sum / sum;
+    let minus_scale = -scale;
+    for (g, &wk) in grad.iter_mut().zip(w) {
+        *g = madd::<FMA>(*g, a, minus_scale * wk);
+    }
+    f64::from(lse) * f64::from(w_sum) - dot
+}
+
+/// The same as [`weighted_cross_entropy_row`] for every position of a `channels × inner` block (classes `inner`
+/// apart), the layout of scores with `inner > 1` (such as per-pixel classes). `labels[i]` picks the row of `h`
+/// (`channels × channels`) for position `i`; a negative label marks an ignored position (no loss, zero gradient).
+#[allow(clippy::too_many_arguments)]
+pub fn weighted_cross_entropy_columns(
+    x: &[f32],
+    channels: usize,
+    inner: usize,
+    labels: &[i32],
+    h: &[f32],
+    h_sums: &[f32],
+    scale: f32,
+    grad: &mut [f32],
+) -> f64 {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU has the features the function is compiled for.
+        return unsafe { columns_avx2(x, channels, inner, labels, h, h_sums, scale, grad) };
+    }
+    columns_portable::<false>(x, channels, inner, labels, h, h_sums, scale, grad)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn columns_avx2(
+    x: &[f32],
+    channels: usize,
+    inner: usize,
+    labels: &[i32],
+    h: &[f32],
+    h_sums: &[f32],
+    scale: f32,
+    grad: &mut [f32],
+) -> f64 {
+    columns_portable::<true>(x, channels, inner, labels, h, h_sums, scale, grad)
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn columns_portable<const FMA: bool>(
+    x: &[f32],
+    channels: usize,
+    inner: usize,
+    labels: &[i32],
+    h: &[f32],
+    h_sums: &[f32],
+    scale: f32,
+    grad: &mut [f32],
+) -> f64 {
+    // The tile's weights, class by class: weights[c * TILE + t] = H[label_t, c] (0 for ignored positions), so
+    // that the passes below read them contiguously instead of gathering from H. Each thread keeps its buffer,
+    // so nothing is allocated once it has grown to the largest class count seen.
+    // (Taken out and put back rather than borrowed in a closure: a closure would not inherit the caller's
+    // target features, and the kernel would lose its FMA and AVX code.)
+    let mut weights = TILE_WEIGHTS.take();
+    if weights.len() < channels * TILE {
+        weights.resize(channels * TILE, 0.0);
+    }
+    let loss = columns_with_weights::<FMA>(
+        x,
+        channels,
+        inner,
+        labels,
+        h,
+        h_sums,
+        scale,
+        grad,
+        &mut weights,
+    );
+    TILE_WEIGHTS.set(weights);
+    loss
+}
+
+thread_local! {
+    static TILE_WEIGHTS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn columns_with_weights<const FMA: bool>(
+    x: &[f32],
+    channels: usize,
+    inner: usize,
+    labels: &[i32],
+    h: &[f32],
+    h_sums: &[f32],
+    scale: f32,
+    grad: &mut [f32],
+    weights: &mut [f32],
+) -> f64 {
+    let mut loss = 0.0f64;
+    let mut start = 0;
+    while start < inner {
+        let len = TILE.min(inner - start);
+        let mut a = [0.0f32; TILE];
+        let mut maxes = [f32::NEG_INFINITY; TILE];
+        let mut sums = [0.0f32; TILE];
+        let mut dots = [0.0f32; TILE];
+        for t in 0..len {
+            let label = labels[start + t];
+            for c in 0..channels {
+                weights[c * TILE + t] = if label < 0 {
+                    0.0
+                } else {
+                    h[label as usize * channels + c]
+                };
+            }
+        }
+        for c in 0..channels {
+            let xs = &x[c * inner + start..][..len];
+            let ws = &weights[c * TILE..][..len];
+            for t in 0..len {
+                maxes[t] = greater(xs[t], maxes[t]);
+                dots[t] = madd::<FMA>(ws[t], xs[t], dots[t]);
+            }
+        }
+        for c in 0..channels {
+            let xs = &x[c * inner + start..][..len];
+            let gs = &mut grad[c * inner + start..][..len];
+            for t in 0..len {
+                let e = super::exp::exp(xs[t] - maxes[t]);
+                gs[t] = e;
+                sums[t] += e;
+            }
+        }
+        for t in 0..len {
+            let label = labels[start + t];
+            if label < 0 {
+                continue;
+            }
+            let w_sum = h_sums[label as usize];
+            let lse = maxes[t] + sums[t].ln();
+            a[t] = scale * w_sum / sums[t];
+            loss += f64::from(lse) * f64::from(w_sum) - f64::from(dots[t]);
+        }
+        let minus_scale = -scale;
+        for c in 0..channels {
+            let gs = &mut grad[c * inner + start..][..len];
+            let ws = &weights[c * TILE..][..len];
+            for t in 0..len {
+                gs[t] = madd::<FMA>(gs[t], a[t], minus_scale * ws[t]);
+            }
+        }
+        start += len;
+    }
+    loss
+}
+
+#[cfg(test)]
+mod cross_entropy_tests {
+    use super::*;
+
+    /// The definition in f64: loss and unit-scale gradient of one position.
+    fn reference(x: &[f32], w: &[f32]) -> (f64, Vec<f64>) {
+        let max = x
+            .iter()
+            .map(|&v| f64::from(v))
+            .fold(f64::NEG_INFINITY, f64::max);
+        let lse = max
+            + x.iter()
+                .map(|&v| (f64::from(v) - max).exp())
+                .sum::<f64>()
+                .ln();
+        let w_sum: f64 = w.iter().map(|&v| f64::from(v)).sum();
+        let loss = -x
+            .iter()
+            .zip(w)
+            .map(|(&xk, &wk)| f64::from(wk) * (f64::from(xk) - lse))
+            .sum::<f64>();
+        let grad = x
+            .iter()
+            .zip(w)
+            .map(|(&xk, &wk)| (f64::from(xk) - lse).exp() * w_sum - f64::from(wk))
+            .collect();
+        (loss, grad)
+    }
+
+    #[test]
+    fn row_kernel_matches_the_definition_for_odd_lengths() {
+        for n in [1, 3, 8, 13, 100] {
+            let x: Vec<f32> = (0..n).map(|k| ((k * 37 % 11) as f32 - 5.0) * 0.7).collect();
+            let w: Vec<f32> = (0..n).map(|k| (k % 3) as f32 * 0.5).collect();
+            let w_sum = w.iter().sum();
+            let mut grad = vec![0.0; n];
+            let loss = weighted_cross_entropy_row(&x, &w, w_sum, 2.0, &mut grad);
+            let (expected, expected_grad) = reference(&x, &w);
+            assert!(
+                (loss - expected).abs() < 1e-5 * expected.abs().max(1.0),
+                "n={n}: {loss} vs {expected}"
+            );
+            for (g, e) in grad.iter().zip(&expected_grad) {
+                assert!(
+                    (f64::from(*g) - 2.0 * e).abs() < 1e-5,
+                    "n={n}: {g} vs {}",
+                    2.0 * e
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn column_kernel_matches_the_row_kernel() {
+        let (channels, inner) = (5, 70);
+        let x: Vec<f32> = (0..channels * inner)
+            .map(|k| ((k * 13 % 17) as f32 - 8.0) * 0.3)
+            .collect();
+        let h: Vec<f32> = (0..channels * channels)
+            .map(|k| (k % 4) as f32 * 0.25 + 0.1)
+            .collect();
+        let sums: Vec<f32> = h.chunks(channels).map(|r| r.iter().sum()).collect();
+        let labels: Vec<i32> = (0..inner)
+            .map(|i| {
+                if i % 9 == 4 {
+                    -1
+                } else {
+                    (i % channels) as i32
+                }
+            })
+            .collect();
+        let mut grad = vec![f32::NAN; channels * inner];
+        let loss =
+            weighted_cross_entropy_columns(&x, channels, inner, &labels, &h, &sums, 0.5, &mut grad);
+        let mut expected = 0.0;
+        for i in 0..inner {
+            let column: Vec<f32> = (0..channels).map(|c| x[c * inner + i]).collect();
+            if labels[i] < 0 {
+                assert!((0..channels).all(|c| grad[c * inner + i] == 0.0));
+                continue;
+            }
+            let l = labels[i] as usize;
+            let mut row_grad = vec![0.0; channels];
+            expected += weighted_cross_entropy_row(
+                &column,
+                &h[l * channels..][..channels],
+                sums[l],
+                0.5,
+                &mut row_grad,
+            );
+            for c in 0..channels {
+                assert!((grad[c * inner + i] - row_grad[c]).abs() < 1e-6);
+            }
+        }
+        assert!((loss - expected).abs() < 1e-6 * expected.abs());
+    }
+}

@@ -248,6 +248,7 @@ impl Net {
             net.setup_layer(index)?;
         }
         net.gather_params()?;
+        net.set_loss_diffs();
         net.infer_backward(param.force_backward());
         net.find_outputs();
         net.warn_softmax_before_infogain();
@@ -554,9 +555,9 @@ impl Net {
         Ok(loss as f32)
     }
 
-    /// Runs backward from the losses: each loss top's diff is set to its weight, then layers run in reverse.
-    /// Parameter gradients are added to the params' diffs ([`Net::clear_param_diffs`] zeroes them).
-    pub fn backward(&mut self) -> Result<()> {
+    /// Sets each loss top's diff to its loss weight, where loss layers read it (as in Caffe), in forward
+    /// already when they compute their gradient with the loss.
+    fn set_loss_diffs(&mut self) {
         for slot in &self.slots {
             for (j, &weight) in slot.loss_weights.iter().enumerate() {
                 if weight != 0.0 {
@@ -564,6 +565,12 @@ impl Net {
                 }
             }
         }
+    }
+
+    /// Runs backward from the losses: each loss top's diff is set to its weight, then layers run in reverse.
+    /// Parameter gradients are added to the params' diffs ([`Net::clear_param_diffs`] zeroes them).
+    pub fn backward(&mut self) -> Result<()> {
+        self.set_loss_diffs();
         for index in (0..self.slots.len()).rev() {
             if !self.slots[index].need_backward {
                 continue;
