@@ -197,3 +197,79 @@ fn upgrade_rewrites_a_v1_infogain_net() {
     );
     assert!(!text.contains("layers"), "{text}");
 }
+
+#[test]
+fn forward_honours_stages_and_writes_blobs_and_gradients() {
+    let dir = temp_dir("forward-stages");
+    std::fs::write(
+        dir.join("net.prototxt"),
+        "layer { name: 'd' type: 'Input' top: 'x' top: 'label' input_param { shape { dim: 2 dim: 3 } shape { dim: 2 } } }\n\
+         layer { name: 'ip' type: 'InnerProduct' bottom: 'x' top: 'ip' inner_product_param { num_output: 3 \
+                 weight_filler { type: 'constant' value: 0.5 } } }\n\
+         layer { name: 'relu' type: 'ReLU' bottom: 'ip' top: 'ip' }\n\
+         layer { name: 'loss' type: 'SoftmaxWithLoss' bottom: 'ip' bottom: 'label' top: 'loss' exclude { stage: 'deploy' } }\n",
+    )
+    .unwrap();
+    let x = crema::io::Array::from_f32(vec![2, 3], vec![1.0, -2.0, 0.5, 0.0, 1.0, 2.0]).unwrap();
+    crema::io::write_npy(&dir.join("x.npy"), &x).unwrap();
+    let labels = crema::io::Array::from_f32(vec![2], vec![0.0, 2.0]).unwrap();
+    crema::io::write_npy(&dir.join("label.npy"), &labels).unwrap();
+
+    let out = crema(
+        &[
+            "forward",
+            "--model",
+            "net.prototxt",
+            "--phase",
+            "train",
+            "--input",
+            "x=x.npy",
+            "--input",
+            "label=label.npy",
+            "--backward",
+            "--out",
+            "train",
+        ],
+        &dir,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("loss = 1.0986"), "{}", stdout(&out)); // all scores equal: ln 3
+    assert!(dir.join("train/loss.npy").exists() && dir.join("train/ip.diff.npy").exists());
+
+    let out = crema(
+        &[
+            "forward",
+            "--model",
+            "net.prototxt",
+            "--stage",
+            "deploy",
+            "--input",
+            "x=x.npy",
+            "--out",
+            "deploy",
+        ],
+        &dir,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("loss = 0"), "{}", stdout(&out));
+    assert!(!dir.join("deploy/loss.npy").exists() && dir.join("deploy/ip.npy").exists());
+
+    let out = crema(
+        &[
+            "forward",
+            "--model",
+            "net.prototxt",
+            "--input",
+            "nothing=x.npy",
+            "--out",
+            "o",
+        ],
+        &dir,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("the net has no blob \"nothing\""),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -249,8 +249,8 @@ fn columns_portable<const FMA: bool>(
     // (Taken out and put back rather than borrowed in a closure: a closure would not inherit the caller's
     // target features, and the kernel would lose its FMA and AVX code.)
     let mut weights = TILE_WEIGHTS.take();
-    if weights.len() < channels * TILE {
-        weights.resize(channels * TILE, 0.0);
+    if weights.len() < 3 * channels * TILE {
+        weights.resize(3 * channels * TILE, 0.0);
     }
     let loss = columns_with_weights::<FMA>(
         x,
@@ -288,56 +288,101 @@ fn columns_with_weights<const FMA: bool>(
     let mut start = 0;
     while start < inner {
         let len = TILE.min(inner - start);
-        let mut a = [0.0f32; TILE];
-        let mut maxes = [f32::NEG_INFINITY; TILE];
-        let mut sums = [0.0f32; TILE];
-        let mut dots = [0.0f32; TILE];
-        for t in 0..len {
-            let label = labels[start + t];
-            for c in 0..channels {
-                weights[c * TILE + t] = if label < 0 {
-                    0.0
-                } else {
-                    h[label as usize * channels + c]
-                };
-            }
-        }
-        for c in 0..channels {
-            let xs = &x[c * inner + start..][..len];
-            let ws = &weights[c * TILE..][..len];
-            for t in 0..len {
-                maxes[t] = greater(xs[t], maxes[t]);
-                dots[t] = madd::<FMA>(ws[t], xs[t], dots[t]);
-            }
-        }
-        for c in 0..channels {
-            let xs = &x[c * inner + start..][..len];
-            let gs = &mut grad[c * inner + start..][..len];
-            for t in 0..len {
-                let e = super::exp::exp(xs[t] - maxes[t]);
-                gs[t] = e;
-                sums[t] += e;
-            }
-        }
-        for t in 0..len {
-            let label = labels[start + t];
-            if label < 0 {
-                continue;
-            }
-            let w_sum = h_sums[label as usize];
-            let lse = maxes[t] + sums[t].ln();
-            a[t] = scale * w_sum / sums[t];
-            loss += f64::from(lse) * f64::from(w_sum) - f64::from(dots[t]);
-        }
-        let minus_scale = -scale;
-        for c in 0..channels {
-            let gs = &mut grad[c * inner + start..][..len];
-            let ws = &weights[c * TILE..][..len];
-            for t in 0..len {
-                gs[t] = madd::<FMA>(gs[t], a[t], minus_scale * ws[t]);
-            }
-        }
+        // A full tile gets a constant length, so its loops compile without remainder handling.
+        loss += if len == TILE {
+            column_tile::<FMA>(
+                x, channels, inner, start, TILE, labels, h, h_sums, scale, grad, weights,
+            )
+        } else {
+            column_tile::<FMA>(
+                x, channels, inner, start, len, labels, h, h_sums, scale, grad, weights,
+            )
+        };
         start += len;
+    }
+    loss
+}
+
+/// One tile of positions `start .. start + len` of [`weighted_cross_entropy_columns`]; returns its loss.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn column_tile<const FMA: bool>(
+    x: &[f32],
+    channels: usize,
+    inner: usize,
+    start: usize,
+    len: usize,
+    labels: &[i32],
+    h: &[f32],
+    h_sums: &[f32],
+    scale: f32,
+    grad: &mut [f32],
+    weights: &mut [f32],
+) -> f64 {
+    let mut loss = 0.0f64;
+    let mut a = [0.0f32; TILE];
+    let mut maxes = [f32::NEG_INFINITY; TILE];
+    let mut sums = [0.0f32; TILE];
+    let mut dots = [0.0f32; TILE];
+    // Row offset into H of each position (ignored positions read row 0 and are zeroed after).
+    let mut rows = [0usize; TILE];
+    for (row, &label) in rows.iter_mut().zip(&labels[start..start + len]) {
+        *row = label.max(0) as usize * channels;
+    }
+    for c in 0..channels {
+        let ws = &mut weights[c * TILE..][..len];
+        for t in 0..len {
+            ws[t] = h[rows[t] + c];
+        }
+    }
+    for (t, &label) in labels[start..start + len].iter().enumerate() {
+        if label < 0 {
+            for c in 0..channels {
+                weights[c * TILE + t] = 0.0;
+            }
+        }
+    }
+    // The scores' rows lie `inner` apart, often a multiple of 4 KiB, so they would fight over the same cache
+    // sets: each is read once into a contiguous copy, and the later passes work on the copy.
+    let (weights, local) = weights.split_at_mut(channels * TILE);
+    let (copy, exps) = local.split_at_mut(channels * TILE);
+    for c in 0..channels {
+        let xs = &x[c * inner + start..][..len];
+        let ws = &weights[c * TILE..][..len];
+        let cs = &mut copy[c * TILE..][..len];
+        for t in 0..len {
+            cs[t] = xs[t];
+            maxes[t] = greater(xs[t], maxes[t]);
+            dots[t] = madd::<FMA>(ws[t], xs[t], dots[t]);
+        }
+    }
+    for c in 0..channels {
+        let cs = &copy[c * TILE..][..len];
+        let es = &mut exps[c * TILE..][..len];
+        for t in 0..len {
+            let e = super::exp::exp(cs[t] - maxes[t]);
+            es[t] = e;
+            sums[t] += e;
+        }
+    }
+    for t in 0..len {
+        let label = labels[start + t];
+        if label < 0 {
+            continue;
+        }
+        let w_sum = h_sums[label as usize];
+        let lse = maxes[t] + sums[t].ln();
+        a[t] = scale * w_sum / sums[t];
+        loss += f64::from(lse) * f64::from(w_sum) - f64::from(dots[t]);
+    }
+    let minus_scale = -scale;
+    for c in 0..channels {
+        let gs = &mut grad[c * inner + start..][..len];
+        let ws = &weights[c * TILE..][..len];
+        let es = &exps[c * TILE..][..len];
+        for t in 0..len {
+            gs[t] = madd::<FMA>(es[t], a[t], minus_scale * ws[t]);
+        }
     }
     loss
 }

@@ -84,6 +84,16 @@ pub struct Net {
     warnings: Vec<String>,
 }
 
+/// The owner's slot and a sharer's slot at once; a param is always owned by an earlier layer.
+fn owner_and_sharer(
+    slots: &mut [LayerSlot],
+    owner: usize,
+    sharer: usize,
+) -> (&mut LayerSlot, &mut LayerSlot) {
+    let (before, after) = slots.split_at_mut(sharer);
+    (&mut before[owner], &mut after[0])
+}
+
 /// Lends `ids` (distinct, each below `slice.len()`) out of `slice` mutably, in the order given.
 fn disjoint_mut<'a>(slice: &'a mut [Blob], ids: &[usize]) -> SmallVec<[&'a mut Blob; 4]> {
     let mut order: SmallVec<[usize; 4]> = (0..ids.len()).collect();
@@ -353,6 +363,14 @@ impl Net {
                 let mut owner = None;
                 if !name.is_empty() {
                     match owners.get(&name) {
+                        Some(&(owner_layer, _)) if owner_layer == layer_index => {
+                            return Err(Error::Layer {
+                                origin: self.origin.clone(),
+                                layer: slot.name.clone(),
+                                layer_type: slot.param.r#type().to_owned(),
+                                reason: format!("names param \"{name}\" twice; a layer cannot share a blob with itself"),
+                            });
+                        }
                         Some(&(owner_layer, owner_index)) => {
                             let mine = &slot.layer.params()[index];
                             let theirs = &self.slots[owner_layer].layer.params()[owner_index];
@@ -496,12 +514,9 @@ impl Net {
     fn sync_shared_params(&mut self) {
         for info in &self.params {
             if let Some((owner_layer, owner_index)) = info.owner {
-                let values = self.slots[owner_layer].layer.params()[owner_index]
-                    .data()
-                    .to_vec();
-                self.slots[info.layer].layer.params_mut()[info.index]
-                    .data_mut()
-                    .copy_from_slice(&values);
+                let (owner, sharer) = owner_and_sharer(&mut self.slots, owner_layer, info.layer);
+                let source = &owner.layer.params()[owner_index];
+                sharer.layer.params_mut()[info.index].copy_data_from(source);
             }
         }
     }
@@ -588,15 +603,11 @@ impl Net {
         // Gradients of shared params go to their owners.
         for info in &self.params {
             if let Some((owner_layer, owner_index)) = info.owner {
-                let diff = self.slots[info.layer].layer.params()[info.index]
-                    .diff()
-                    .to_vec();
-                self.slots[info.layer].layer.params_mut()[info.index].zero_diff();
-                crate::math::axpy(
-                    1.0,
-                    &diff,
-                    self.slots[owner_layer].layer.params_mut()[owner_index].diff_mut(),
-                );
+                let (owner, sharer) = owner_and_sharer(&mut self.slots, owner_layer, info.layer);
+                let shared = &mut sharer.layer.params_mut()[info.index];
+                let target = &mut owner.layer.params_mut()[owner_index];
+                crate::math::axpy(1.0, shared.diff(), target.diff_mut());
+                shared.zero_diff();
             }
         }
         Ok(())

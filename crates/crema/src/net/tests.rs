@@ -153,3 +153,39 @@ fn layers_feeding_no_loss_skip_backward() {
     let ip = names.iter().position(|n| *n == "ip").unwrap();
     assert!(!needs[side] && needs[ip], "{names:?} {needs:?}");
 }
+
+#[test]
+fn softmax_feeding_infogain_is_warned_about() {
+    let definition = "
+        layer { name: 'd' type: 'Input' top: 'x' top: 'label' top: 'H'
+                input_param { shape { dim: 2 dim: 3 } shape { dim: 2 } shape { dim: 3 dim: 3 } } }
+        layer { name: 'prob' type: 'Softmax' bottom: 'x' top: 'p' }
+        layer { name: 'loss' type: 'InfogainLoss' bottom: 'p' bottom: 'label' bottom: 'H' top: 'loss' }";
+    let net = net(definition, Phase::Train, &[]).unwrap();
+    assert_eq!(net.warnings().len(), 1);
+    assert!(
+        net.warnings()[0].contains("double softmax"),
+        "{}",
+        net.warnings()[0]
+    );
+    let direct = definition.replace("bottom: 'p' bottom: 'label'", "bottom: 'x' bottom: 'label'");
+    assert!(self::net(&direct, Phase::Train, &[])
+        .unwrap()
+        .warnings()
+        .is_empty());
+}
+
+#[test]
+fn a_layer_cannot_share_a_param_with_itself() {
+    let err = net(
+        "layer { name: 'd' type: 'Input' top: 'x' input_param { shape { dim: 2 dim: 3 } } } \
+         layer { name: 'ip' type: 'InnerProduct' bottom: 'x' top: 'y' param { name: 'w' } param { name: 'w' } \
+                 inner_product_param { num_output: 3 } }",
+        Phase::Train,
+        &[],
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(err.contains("names param \"w\" twice"), "{err}");
+}
