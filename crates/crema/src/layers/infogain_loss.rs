@@ -230,21 +230,7 @@ impl Layer for InfogainLoss {
         let (labels, sums) = (&self.labels, &self.row_sums);
         let scores = bottom[0].data();
         let rows = |grads: &mut [f32], xs: &[f32], labels: &[i32]| -> f64 {
-            let mut loss = 0.0;
-            for ((grad, x), &label) in grads
-                .chunks_exact_mut(channels)
-                .zip(xs.chunks_exact(channels))
-                .zip(labels)
-            {
-                if label < 0 {
-                    grad.fill(0.0);
-                    continue;
-                }
-                let l = label as usize;
-                let row = &h[l * channels..][..channels];
-                loss += softmax::weighted_cross_entropy_row(x, row, sums[l], scale, grad);
-            }
-            loss
+            softmax::weighted_cross_entropy_rows(xs, channels, labels, h, sums, scale, grads)
         };
         let columns = |grads: &mut [f32], xs: &[f32], labels: &[i32]| -> f64 {
             softmax::weighted_cross_entropy_columns(

@@ -107,36 +107,78 @@ fn greater(a: f32, b: f32) -> f32 {
     }
 }
 
-/// One position of a weighted softmax cross-entropy over contiguous scores `x`, with weights `w` (a row of
-/// an infogain matrix) summing to `w_sum`:
+/// Weighted softmax cross-entropy of every row of `x` (rows of `channels` contiguous scores), each row's
+/// weights being the row of `h` (`channels × channels`) its label picks; a negative label marks an ignored row
+/// (no loss, zero gradient). For a row with scores `x` and weights `w` summing to `w_sum`:
 ///
-/// `loss = -Σ_k w_k · (x_k − logsumexp(x)) = w_sum · logsumexp(x) − w·x`, returned in f64, and
-/// `grad_k = scale · (softmax(x)_k · w_sum − w_k)` written to `grad`.
-pub fn weighted_cross_entropy_row(
+/// `loss = -Σ_k w_k · (x_k − logsumexp(x)) = w_sum · logsumexp(x) − w·x`, and
+/// `grad_k = scale · (softmax(x)_k · w_sum − w_k)`.
+///
+/// Returns the summed loss in f64 and writes the gradients to `grad`.
+#[allow(clippy::too_many_arguments)]
+pub fn weighted_cross_entropy_rows(
     x: &[f32],
-    w: &[f32],
-    w_sum: f32,
+    channels: usize,
+    labels: &[i32],
+    h: &[f32],
+    h_sums: &[f32],
     scale: f32,
     grad: &mut [f32],
 ) -> f64 {
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
         // SAFETY: the CPU has the features the function is compiled for.
-        return unsafe { weighted_cross_entropy_row_avx2(x, w, w_sum, scale, grad) };
+        return unsafe { rows_avx2(x, channels, labels, h, h_sums, scale, grad) };
     }
-    weighted_cross_entropy_row_portable::<false>(x, w, w_sum, scale, grad)
+    rows_portable::<false>(x, channels, labels, h, h_sums, scale, grad)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn weighted_cross_entropy_row_avx2(
+#[allow(clippy::too_many_arguments)]
+unsafe fn rows_avx2(
     x: &[f32],
-    w: &[f32],
-    w_sum: f32,
+    channels: usize,
+    labels: &[i32],
+    h: &[f32],
+    h_sums: &[f32],
     scale: f32,
     grad: &mut [f32],
 ) -> f64 {
-    weighted_cross_entropy_row_portable::<true>(x, w, w_sum, scale, grad)
+    rows_portable::<true>(x, channels, labels, h, h_sums, scale, grad)
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn rows_portable<const FMA: bool>(
+    x: &[f32],
+    channels: usize,
+    labels: &[i32],
+    h: &[f32],
+    h_sums: &[f32],
+    scale: f32,
+    grad: &mut [f32],
+) -> f64 {
+    let mut loss = 0.0;
+    for ((g, xs), &label) in grad
+        .chunks_exact_mut(channels)
+        .zip(x.chunks_exact(channels))
+        .zip(labels)
+    {
+        if label < 0 {
+            g.fill(0.0);
+            continue;
+        }
+        let l = label as usize;
+        loss += weighted_cross_entropy_row_portable::<FMA>(
+            xs,
+            &h[l * channels..][..channels],
+            h_sums[l],
+            scale,
+            g,
+        );
+    }
+    loss
 }
 
 #[inline(always)]
@@ -193,7 +235,7 @@ fn weighted_cross_entropy_row_portable<const FMA: bool>(
     f64::from(lse) * f64::from(w_sum) - dot
 }
 
-/// The same as [`weighted_cross_entropy_row`] for every position of a `channels × inner` block (classes `inner`
+/// The same as [`weighted_cross_entropy_rows`] for every position of a `channels × inner` block (classes `inner`
 /// apart), the layout of scores with `inner > 1` (such as per-pixel classes). `labels[i]` picks the row of `h`
 /// (`channels × channels`) for position `i`; a negative label marks an ignored position (no loss, zero gradient).
 #[allow(clippy::too_many_arguments)]
@@ -417,13 +459,16 @@ mod cross_entropy_tests {
     }
 
     #[test]
-    fn row_kernel_matches_the_definition_for_odd_lengths() {
+    fn row_kernel_matches_the_definition_for_odd_lengths_and_ignores() {
         for n in [1, 3, 8, 13, 100] {
             let x: Vec<f32> = (0..n).map(|k| ((k * 37 % 11) as f32 - 5.0) * 0.7).collect();
             let w: Vec<f32> = (0..n).map(|k| (k % 3) as f32 * 0.5).collect();
-            let w_sum = w.iter().sum();
+            let w_sum: f32 = w.iter().sum();
+            // Every row of H is w; the label picks row 0.
+            let h: Vec<f32> = w.iter().copied().cycle().take(n * n).collect();
             let mut grad = vec![0.0; n];
-            let loss = weighted_cross_entropy_row(&x, &w, w_sum, 2.0, &mut grad);
+            let loss =
+                weighted_cross_entropy_rows(&x, n, &[0], &h, &vec![w_sum; n], 2.0, &mut grad);
             let (expected, expected_grad) = reference(&x, &w);
             assert!(
                 (loss - expected).abs() < 1e-5 * expected.abs().max(1.0),
@@ -436,6 +481,12 @@ mod cross_entropy_tests {
                     2.0 * e
                 );
             }
+            let mut ignored = vec![f32::NAN; n];
+            assert_eq!(
+                weighted_cross_entropy_rows(&x, n, &[-1], &h, &vec![w_sum; n], 2.0, &mut ignored),
+                0.0
+            );
+            assert!(ignored.iter().all(|&g| g == 0.0));
         }
     }
 
@@ -468,12 +519,13 @@ mod cross_entropy_tests {
                 assert!((0..channels).all(|c| grad[c * inner + i] == 0.0));
                 continue;
             }
-            let l = labels[i] as usize;
             let mut row_grad = vec![0.0; channels];
-            expected += weighted_cross_entropy_row(
+            expected += weighted_cross_entropy_rows(
                 &column,
-                &h[l * channels..][..channels],
-                sums[l],
+                channels,
+                &labels[i..=i],
+                &h,
+                &sums,
                 0.5,
                 &mut row_grad,
             );
