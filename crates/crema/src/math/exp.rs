@@ -1,6 +1,10 @@
-//! A vectorizable `exp` for f32: range reduction to `2^n · e^r` with `|r| ≤ ln2 / 2` and a degree-6 polynomial
-//! (Cephes' coefficients), accurate to about 2 ulp over the range where `e^x` is a normal float. Written without
-//! branches or library calls, so that loops over slices compile to SIMD code.
+//! Vectorizable `exp` and `ln` for f32, written without branches or library calls so that loops over slices
+//! compile to SIMD code.
+//!
+//! - `exp`: range reduction to `2^n · e^r` with `|r| ≤ ln2 / 2` and a degree-6 polynomial (Cephes'
+//!   coefficients), within about 2 ulp where `e^x` is a normal float.
+//! - `ln`: `x = m · 2^e` with `m` in `[√½, √2)` and a degree-9 polynomial in `m − 1` (Cephes' coefficients),
+//!   within about 2 ulp for normal positive `x`.
 
 const LOG2_E: f32 = std::f32::consts::LOG2_E;
 /// ln 2 split in two so that `n · ln2` is exact in the high part.
@@ -35,9 +39,55 @@ pub fn exp(x: f32) -> f32 {
     e_r * scale
 }
 
+const SQRT_2: f32 = std::f32::consts::SQRT_2;
+
+/// `ln x` for normal positive `x`, within ~2 ulp. Zero, negative, subnormal, infinite and NaN inputs give
+/// unspecified finite values: callers pass sums of exponentials, which are at least 1.
+#[inline(always)]
+pub fn ln(x: f32) -> f32 {
+    let bits = x.to_bits();
+    let exponent = ((bits >> 23) & 0xff) as i32 - 127;
+    let mantissa = f32::from_bits((bits & 0x007f_ffff) | 0x3f80_0000);
+    let big = mantissa > SQRT_2;
+    let m = if big { mantissa * 0.5 } else { mantissa };
+    let e = (if big { exponent + 1 } else { exponent }) as f32;
+    let f = m - 1.0;
+    let z = f * f;
+    let p = 7.037_683_6e-2;
+    let p = p * f - 1.151_461_1e-1;
+    let p = p * f + 1.167_699_9e-1;
+    let p = p * f - 1.242_014_1e-1;
+    let p = p * f + 1.424_932_3e-1;
+    let p = p * f - 1.666_805_8e-1;
+    let p = p * f + 2.000_071_4e-1;
+    let p = p * f - 2.499_999_4e-1;
+    let p = p * f + 3.333_333_1e-1;
+    let y = p * f * z + LN2_LO * e - 0.5 * z;
+    f + y + LN2_HI * e
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ln_is_close_to_std() {
+        let mut worst = 0.0f64;
+        let mut x = 1e-30f32;
+        while x < 1e30 {
+            let exact = f64::from(x).ln();
+            let got = f64::from(ln(x));
+            let error = if exact.abs() > 1e-3 {
+                ((got - exact) / exact).abs()
+            } else {
+                (got - exact).abs()
+            };
+            worst = worst.max(error);
+            x *= 1.013;
+        }
+        assert!(worst < 4.0 * f64::from(f32::EPSILON), "worst error {worst}");
+        assert_eq!(ln(1.0), 0.0);
+    }
 
     #[test]
     fn close_to_std_over_the_normal_range() {

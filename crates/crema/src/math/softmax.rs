@@ -83,7 +83,33 @@ mod tests {
 
 /// Positions per tile of the column kernel: small enough that a tile's per-position values stay in registers
 /// and L1, large enough to vectorize well.
-const TILE: usize = 64;
+const TILE: usize = 16;
+
+/// How far ahead (in scores) the column kernel asks for the rows of a later tile: with 20-odd rows read a few
+/// cache lines at a time, the hardware prefetchers lose track of them.
+const PREFETCH_DISTANCE: usize = 4 * TILE;
+
+/// Asks the cache for `count` scores of `x` from `from` on (no effect where the CPU has no prefetch hint).
+#[inline(always)]
+fn prefetch_ahead(x: &[f32], from: usize, count: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let end = (from + count).min(x.len());
+        let mut at = from;
+        while at < end {
+            // SAFETY: `at < x.len()`, so the address is inside the slice; a prefetch reads nothing.
+            unsafe {
+                core::arch::x86_64::_mm_prefetch(
+                    x.as_ptr().add(at).cast::<i8>(),
+                    core::arch::x86_64::_MM_HINT_T0,
+                );
+            }
+            at += 16;
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (x, from, count);
+}
 
 /// Lanes the row kernel keeps independent accumulators in (a multiple of every SIMD width in use).
 const LANES: usize = 8;
@@ -285,14 +311,14 @@ fn columns_portable<const FMA: bool>(
     scale: f32,
     grad: &mut [f32],
 ) -> f64 {
-    // The tile's weights, class by class: weights[c * TILE + t] = H[label_t, c] (0 for ignored positions), so
-    // that the passes below read them contiguously instead of gathering from H. Each thread keeps its buffer,
+    // Scratch for one tile: its weights class by class, weights[c * TILE + t] = H[label_t, c] (0 for ignored
+    // positions), so that the passes read them contiguously instead of gathering from H; and its exponentials. Each thread keeps its buffer,
     // so nothing is allocated once it has grown to the largest class count seen.
     // (Taken out and put back rather than borrowed in a closure: a closure would not inherit the caller's
     // target features, and the kernel would lose its FMA and AVX code.)
-    let mut weights = TILE_WEIGHTS.take();
-    if weights.len() < 3 * channels * TILE {
-        weights.resize(3 * channels * TILE, 0.0);
+    let mut weights = TILE_SCRATCH.take();
+    if weights.len() < 2 * channels * TILE {
+        weights.resize(2 * channels * TILE, 0.0);
     }
     let loss = columns_with_weights::<FMA>(
         x,
@@ -305,12 +331,12 @@ fn columns_portable<const FMA: bool>(
         grad,
         &mut weights,
     );
-    TILE_WEIGHTS.set(weights);
+    TILE_SCRATCH.set(weights);
     loss
 }
 
 thread_local! {
-    static TILE_WEIGHTS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    static TILE_SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 #[inline(always)]
@@ -367,14 +393,14 @@ fn column_tile<const FMA: bool>(
     let mut sums = [0.0f32; TILE];
     let mut dots = [0.0f32; TILE];
     // Row offset into H of each position (ignored positions read row 0 and are zeroed after).
-    let mut rows = [0usize; TILE];
+    let mut rows = [0i32; TILE];
     for (row, &label) in rows.iter_mut().zip(&labels[start..start + len]) {
-        *row = label.max(0) as usize * channels;
+        *row = label.max(0) * channels as i32;
     }
     for c in 0..channels {
         let ws = &mut weights[c * TILE..][..len];
         for t in 0..len {
-            ws[t] = h[rows[t] + c];
+            ws[t] = h[rows[t] as usize + c];
         }
     }
     for (t, &label) in labels[start..start + len].iter().enumerate() {
@@ -384,39 +410,42 @@ fn column_tile<const FMA: bool>(
             }
         }
     }
-    // The scores' rows lie `inner` apart, often a multiple of 4 KiB, so they would fight over the same cache
-    // sets: each is read once into a contiguous copy, and the later passes work on the copy.
-    let (weights, local) = weights.split_at_mut(channels * TILE);
-    let (copy, exps) = local.split_at_mut(channels * TILE);
+    let (weights, exps) = weights.split_at_mut(channels * TILE);
     for c in 0..channels {
         let xs = &x[c * inner + start..][..len];
         let ws = &weights[c * TILE..][..len];
-        let cs = &mut copy[c * TILE..][..len];
+        prefetch_ahead(x, c * inner + start + PREFETCH_DISTANCE, TILE);
         for t in 0..len {
-            cs[t] = xs[t];
             maxes[t] = greater(xs[t], maxes[t]);
             dots[t] = madd::<FMA>(ws[t], xs[t], dots[t]);
         }
     }
     for c in 0..channels {
-        let cs = &copy[c * TILE..][..len];
+        let xs = &x[c * inner + start..][..len];
         let es = &mut exps[c * TILE..][..len];
         for t in 0..len {
-            let e = super::exp::exp(cs[t] - maxes[t]);
+            let e = super::exp::exp(xs[t] - maxes[t]);
             es[t] = e;
             sums[t] += e;
         }
     }
+    // Per position, without branches: ignored positions get weight 0, so they add no loss and no gradient.
+    let mut w_sums = [0.0f32; TILE];
     for t in 0..len {
         let label = labels[start + t];
-        if label < 0 {
-            continue;
-        }
-        let w_sum = h_sums[label as usize];
-        let lse = maxes[t] + sums[t].ln();
-        a[t] = scale * w_sum / sums[t];
-        loss += f64::from(lse) * f64::from(w_sum) - f64::from(dots[t]);
+        w_sums[t] = if label < 0 {
+            0.0
+        } else {
+            h_sums[label.max(0) as usize]
+        };
     }
+    let mut tile_loss = [0.0f32; TILE];
+    for t in 0..len {
+        let lse = maxes[t] + super::exp::ln(sums[t]);
+        a[t] = scale * w_sums[t] / sums[t];
+        tile_loss[t] = lse * w_sums[t] - dots[t];
+    }
+    loss += tile_loss[..len].iter().map(|&l| f64::from(l)).sum::<f64>();
     let minus_scale = -scale;
     for c in 0..channels {
         let gs = &mut grad[c * inner + start..][..len];
