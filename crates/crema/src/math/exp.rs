@@ -61,7 +61,7 @@ pub fn ln(x: f32) -> f32 {
     let p = p * f - 1.666_805_8e-1;
     let p = p * f + 2.000_071_4e-1;
     let p = p * f - 2.499_999_4e-1;
-    let p = p * f + 3.333_333_1e-1;
+    let p = p * f + 3.333_333e-1;
     let y = p * f * z + LN2_LO * e - 0.5 * z;
     f + y + LN2_HI * e
 }
