@@ -20,6 +20,10 @@ enum Command {
     Convert(commands::convert::Args),
     Forward(commands::forward::Args),
     Inspect(commands::inspect::Args),
+    Plot(commands::plot::Args),
+    Test(commands::test::Args),
+    Time(commands::time::Args),
+    Train(commands::train::Args),
     Upgrade(commands::upgrade::Args),
 }
 
@@ -29,6 +33,10 @@ fn main() -> ExitCode {
         Command::Convert(args) => commands::convert::run(args),
         Command::Forward(args) => commands::forward::run(args),
         Command::Inspect(args) => commands::inspect::run(args),
+        Command::Plot(args) => commands::plot::run(args),
+        Command::Test(args) => commands::test::run(args),
+        Command::Time(args) => commands::time::run(args),
+        Command::Train(args) => commands::train::run(args),
         Command::Upgrade(args) => commands::upgrade::run(args),
     };
     match result {

@@ -136,6 +136,17 @@ impl Blob {
         (&self.data, &mut self.diff)
     }
 
+    /// The values to write and the gradient to read, at once.
+    pub fn data_mut_and_diff(&mut self) -> (&mut [f32], &[f32]) {
+        (&mut self.data, &self.diff)
+    }
+
+    /// Caffe's `Blob::Update`: `data −= diff`.
+    pub fn update(&mut self) {
+        let (data, diff) = self.data_mut_and_diff();
+        crate::math::axpy(-1.0, diff, data);
+    }
+
     /// Exchanges the gradient's storage with `buffer`, which must hold `count()` values: a layer that computed a
     /// bottom's gradient ahead of time hands it over without copying.
     pub fn swap_diff(&mut self, buffer: &mut Vec<f32>) {

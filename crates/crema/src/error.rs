@@ -36,6 +36,10 @@ pub enum Error {
         reason: String,
     },
 
+    /// A solver setting that cannot be used, or histories that do not fit the net.
+    #[error(transparent)]
+    Solver(#[from] crate::solver::SolverError),
+
     /// Values whose shape or count does not fit what they are used for.
     #[error("{origin}: {reason}")]
     Shape { origin: String, reason: String },

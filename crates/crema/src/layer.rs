@@ -148,6 +148,17 @@ pub trait Layer: Send {
         Ok(())
     }
 
+    /// What a resumed run needs to continue exactly where this layer stood (a data reader's position, a random
+    /// generator's state), in the layer's own encoding; None for layers whose output depends only on inputs.
+    fn state(&self) -> Option<Vec<u8>> {
+        None
+    }
+
+    /// Puts back a state returned by [`Layer::state`].
+    fn set_state(&mut self, _state: &[u8]) -> LayerResult {
+        Err(LayerError::new("this layer keeps no state to restore"))
+    }
+
     /// The learnable blobs (weights, biases), in Caffe's order.
     fn params(&self) -> &[Blob] {
         &[]

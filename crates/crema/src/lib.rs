@@ -3,19 +3,24 @@
 //! - [`blob`]: [`Blob`], values and gradients with Caffe's axis rules.
 //! - [`layer`]: the [`Layer`] trait; [`layers`]: every layer, one file each, and the registry.
 //! - [`filler`]: initial values of learnable blobs.
+//! - [`net`]: [`Net`], layers wired into a graph and run forward and backward.
+//! - [`solver`]: learning-rate policies and update rules; [`data`]: the files data layers read.
 //! - [`math`]: the kernels (matrix products, softmax, random numbers), the one place that knows the device.
 //! - [`io`]: arrays in and out of .npy and .binaryproto files.
 //! - [`proto`]: Caffe's message types and files (re-exported from `crema-proto`).
 //! - [`testing`]: the finite-difference gradient checker every layer's tests use.
 
 pub mod blob;
+pub mod data;
 pub mod error;
 pub mod filler;
 pub mod io;
 pub mod layer;
 pub mod layers;
 pub mod math;
+pub mod metrics;
 pub mod net;
+pub mod solver;
 pub mod testing;
 
 pub use blob::Blob;

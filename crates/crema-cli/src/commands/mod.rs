@@ -3,4 +3,8 @@
 pub mod convert;
 pub mod forward;
 pub mod inspect;
+pub mod plot;
+pub mod test;
+pub mod time;
+pub mod train;
 pub mod upgrade;

@@ -10,7 +10,7 @@
 
 use crate::blob::Blob;
 use crate::layer::{Arity, Layer, LayerContext, LayerError, LayerResult};
-use crate::layers::softmax_with_loss::class_label;
+use crate::layers::loss::{check_position_labels, class_label};
 
 /// The Accuracy layer.
 pub struct Accuracy {
@@ -59,27 +59,8 @@ impl Layer for Accuracy {
     }
 
     fn reshape(&mut self, bottom: &[&Blob], top: &mut [&mut Blob]) -> LayerResult {
-        let axis = bottom[0]
-            .canonical_axis(self.axis)
-            .map_err(|e| LayerError::new(format!("accuracy_param.axis: {e}")))?;
-        let (outer, channels, inner) = (
-            bottom[0].count_range(0, axis),
-            bottom[0].shape()[axis],
-            bottom[0].count_from(axis + 1),
-        );
-        if bottom[1].count() != outer * inner {
-            return Err(LayerError::new(format!(
-                "number of labels must match number of predictions: the scores {} with accuracy_param.axis {} \
-                 need outer × inner = {} × {} = {} labels, but the labels {} hold {}",
-                bottom[0].shape_string(),
-                axis,
-                outer,
-                inner,
-                outer * inner,
-                bottom[1].shape_string(),
-                bottom[1].count()
-            )));
-        }
+        let (_, outer, channels, inner) =
+            check_position_labels(bottom, self.axis, "accuracy_param.axis")?;
         if self.top_k > channels {
             return Err(LayerError::new(format!(
                 "accuracy_param.top_k ({}) must be at most the number of classes ({channels})",

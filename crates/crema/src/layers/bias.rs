@@ -11,7 +11,7 @@
 //!
 //! The broadcasting helpers here are shared with the Scale layer.
 
-use crema_proto::caffe::BiasParameter;
+use crema_proto::caffe::{BiasParameter, FillerParameter};
 
 use crate::blob::Blob;
 use crate::filler::fill;
@@ -27,14 +27,15 @@ pub(crate) struct Broadcast {
     pub inner: usize,
 }
 
-/// The shape of a learned operand: bottom 0's dims from `axis`, `num_axes` of them (-1: to the end). `field`
-/// prefixes errors (`bias_param`).
-pub(crate) fn learned_shape(
+/// A learned operand: shaped as bottom 0's dims from `axis`, `num_axes` of them (-1: to the end), and filled by
+/// `filler`. `field` prefixes errors (`bias_param`), `filler_field` names the filler in them (`filler`).
+pub(crate) fn learned_blob(
     bottom: &Blob,
-    axis: i32,
-    num_axes: i32,
-    field: &str,
-) -> LayerResult<Vec<usize>> {
+    (axis, num_axes): (i32, i32),
+    filler: &FillerParameter,
+    (field, filler_field): (&str, &str),
+    rng: &mut Rng,
+) -> LayerResult<Blob> {
     let start = bottom
         .canonical_axis(axis)
         .map_err(|e| LayerError::new(format!("{field}.axis: {e}")))?;
@@ -53,7 +54,9 @@ pub(crate) fn learned_shape(
             bottom.shape_string()
         )));
     }
-    Ok(bottom.shape()[start..end].to_vec())
+    let mut blob = Blob::new(&bottom.shape()[start..end])?;
+    fill(&mut blob, filler, rng, &format!("{field}.{filler_field}"))?;
+    Ok(blob)
 }
 
 /// How `operand` (a shape) lines up with `bottom` from `axis` (ignored for a scalar operand). `field` prefixes
@@ -148,15 +151,13 @@ impl Layer for Bias {
 
     fn setup(&mut self, bottom: &[&Blob], _top: &mut [&mut Blob]) -> LayerResult {
         if bottom.len() == 1 && self.blobs.is_empty() {
-            let shape = learned_shape(
+            let b = learned_blob(
                 bottom[0],
-                self.param.axis(),
-                self.param.num_axes(),
-                "bias_param",
+                (self.param.axis(), self.param.num_axes()),
+                &self.param.filler.clone().unwrap_or_default(),
+                ("bias_param", "filler"),
+                &mut self.rng,
             )?;
-            let mut b = Blob::new(&shape)?;
-            let filler = self.param.filler.clone().unwrap_or_default();
-            fill(&mut b, &filler, &mut self.rng, "bias_param.filler")?;
             self.blobs.push(b);
         }
         Ok(())

@@ -3,44 +3,148 @@
 //! Parameters: `concat_param { axis (1) }`, or the deprecated `concat_dim` (non-negative; not both). Every
 //! bottom must have the same number of axes and the same dims except along the concatenation axis. Backward
 //! copies each bottom's part of the top's diff back to it.
+//!
+//! The axis parameter ([`JoinAxis`]) and the layout of the parts in the joined blob ([`Joined`]) are shared with
+//! the Slice layer, which copies the other way.
+
+use std::ops::Range;
 
 use crate::blob::Blob;
 use crate::layer::{Arity, Layer, LayerContext, LayerError, LayerResult};
 
-/// The Concat layer.
-pub struct Concat {
-    /// `axis`, or `concat_dim` when that is the one given.
+/// The axis parameter of a layer that joins or splits blobs along an axis (Concat, Slice): `axis`, or the
+/// deprecated non-negative `<legacy_field>` (not both), resolved against a blob's axes. Shared with the Slice
+/// layer.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct JoinAxis {
+    /// `axis`, or the legacy field's value when that is the one given.
     axis: i32,
-    from_concat_dim: bool,
-    /// Resolved at reshape: the axis, the product of the axes before it and after it.
-    concat_axis: usize,
+    from_legacy_field: bool,
+    /// The parameter message (`concat_param`) and its legacy field (`concat_dim`), for errors.
+    param: &'static str,
+    legacy_field: &'static str,
+}
+
+impl JoinAxis {
+    /// Reads `param { axis <legacy_field> }`: `axis` as given (`None` when unset) and with its default
+    /// (`default_axis`), and the legacy field's value.
+    pub fn new(
+        param: &'static str,
+        legacy_field: &'static str,
+        axis: Option<i32>,
+        default_axis: i32,
+        legacy: Option<u32>,
+    ) -> LayerResult<JoinAxis> {
+        if axis.is_some() && legacy.is_some() {
+            return Err(LayerError::new(format!(
+                "{param}: give axis or {legacy_field}, not both"
+            )));
+        }
+        let (axis, from_legacy_field) = match legacy {
+            Some(dim) => (
+                i32::try_from(dim).map_err(|_| {
+                    LayerError::new(format!("{param}.{legacy_field}: {dim} is out of range"))
+                })?,
+                true,
+            ),
+            None => (default_axis, false),
+        };
+        Ok(JoinAxis {
+            axis,
+            from_legacy_field,
+            param,
+            legacy_field,
+        })
+    }
+
+    /// The axis of `blob` this names (a legacy value counts from the front only).
+    pub fn resolve(&self, blob: &Blob) -> LayerResult<usize> {
+        let num_axes = blob.num_axes();
+        if self.from_legacy_field {
+            let axis = self.axis as usize;
+            if axis >= num_axes {
+                return Err(LayerError::new(format!(
+                    "{}.{}: {axis} is out of range for a {num_axes}-axis bottom",
+                    self.param, self.legacy_field
+                )));
+            }
+            Ok(axis)
+        } else {
+            blob.canonical_axis(self.axis)
+                .map_err(|e| LayerError::new(format!("{}.axis: {e}", self.param)))
+        }
+    }
+}
+
+/// How blobs joined along an axis lie in the joined blob: `outer` runs (the product of the axes before the axis),
+/// each holding one run of every part in turn, a part's run being its length along the axis × `inner` (the
+/// product of the axes after it). Shared with the Slice layer.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Joined {
+    axis: usize,
     outer: usize,
     inner: usize,
+}
+
+impl Joined {
+    /// The layout around `axis` of `blob` (the joined blob or any part: they agree off the axis).
+    pub fn along(blob: &Blob, axis: usize) -> Joined {
+        Joined {
+            axis,
+            outer: blob.count_range(0, axis),
+            inner: blob.count_from(axis + 1),
+        }
+    }
+
+    /// A walk over the parts of the joined blob `whole`, in order.
+    pub fn parts(&self, whole: &Blob) -> Parts {
+        Parts {
+            joined: *self,
+            whole_run: self.run(whole),
+            offset: 0,
+        }
+    }
+
+    fn run(&self, blob: &Blob) -> usize {
+        blob.shape()[self.axis] * self.inner
+    }
+}
+
+/// A walk over the parts of a joined blob, from [`Joined::parts`].
+pub(crate) struct Parts {
+    joined: Joined,
+    /// The length of one run of the joined blob.
+    whole_run: usize,
+    /// Where the next part starts in each run of the joined blob.
+    offset: usize,
+}
+
+impl Parts {
+    /// The runs of the next part, `part`: for each, its range in the part and its range in the joined blob.
+    pub fn next_part(&mut self, part: &Blob) -> impl Iterator<Item = (Range<usize>, Range<usize>)> {
+        let (run, offset, whole_run) = (self.joined.run(part), self.offset, self.whole_run);
+        self.offset += run;
+        (0..self.joined.outer).map(move |n| {
+            let start = n * whole_run + offset;
+            (n * run..(n + 1) * run, start..start + run)
+        })
+    }
+}
+
+/// The Concat layer.
+pub struct Concat {
+    axis: JoinAxis,
+    /// Resolved at reshape.
+    joined: Joined,
 }
 
 /// Makes a Concat layer from its parameters.
 pub fn create(ctx: &mut LayerContext) -> LayerResult<Box<dyn Layer>> {
     let p = ctx.param.concat_param.unwrap_or_default();
-    if p.axis.is_some() && p.concat_dim.is_some() {
-        return Err(LayerError::new(
-            "concat_param: give axis or concat_dim, not both",
-        ));
-    }
-    let (axis, from_concat_dim) = match p.concat_dim {
-        Some(dim) => (
-            i32::try_from(dim).map_err(|_| {
-                LayerError::new(format!("concat_param.concat_dim: {dim} is out of range"))
-            })?,
-            true,
-        ),
-        None => (p.axis(), false),
-    };
+    let axis = JoinAxis::new("concat_param", "concat_dim", p.axis, p.axis(), p.concat_dim)?;
     Ok(Box::new(Concat {
         axis,
-        from_concat_dim,
-        concat_axis: 0,
-        outer: 0,
-        inner: 0,
+        joined: Joined::default(),
     }))
 }
 
@@ -60,19 +164,7 @@ impl Layer for Concat {
     fn reshape(&mut self, bottom: &[&Blob], top: &mut [&mut Blob]) -> LayerResult {
         let first = bottom[0];
         let num_axes = first.num_axes();
-        let axis = if self.from_concat_dim {
-            let axis = self.axis as usize;
-            if axis >= num_axes {
-                return Err(LayerError::new(format!(
-                    "concat_param.concat_dim: {axis} is out of range for a {num_axes}-axis bottom"
-                )));
-            }
-            axis
-        } else {
-            first
-                .canonical_axis(self.axis)
-                .map_err(|e| LayerError::new(format!("concat_param.axis: {e}")))?
-        };
+        let axis = self.axis.resolve(first)?;
         let mut shape = first.shape().to_vec();
         for (i, b) in bottom.iter().enumerate().skip(1) {
             let same_elsewhere = b.num_axes() == num_axes
@@ -87,23 +179,17 @@ impl Layer for Concat {
             shape[axis] += b.shape()[axis];
         }
         top[0].reshape(&shape)?;
-        self.concat_axis = axis;
-        self.outer = first.count_range(0, axis);
-        self.inner = first.count_from(axis + 1);
+        self.joined = Joined::along(first, axis);
         Ok(())
     }
 
     fn forward(&mut self, bottom: &[&Blob], top: &mut [&mut Blob]) -> LayerResult {
-        let top_rows = top[0].shape()[self.concat_axis] * self.inner;
+        let mut parts = self.joined.parts(top[0]);
         let y = top[0].data_mut();
-        let mut offset = 0;
         for b in bottom {
-            let rows = b.shape()[self.concat_axis] * self.inner;
-            for n in 0..self.outer {
-                let start = n * top_rows + offset;
-                y[start..start + rows].copy_from_slice(&b.data()[n * rows..(n + 1) * rows]);
+            for (part, whole) in parts.next_part(b) {
+                y[whole].copy_from_slice(&b.data()[part]);
             }
-            offset += rows;
         }
         Ok(())
     }
@@ -114,19 +200,16 @@ impl Layer for Concat {
         propagate_down: &[bool],
         bottom: &mut [&mut Blob],
     ) -> LayerResult {
-        let top_rows = top[0].shape()[self.concat_axis] * self.inner;
+        let mut parts = self.joined.parts(top[0]);
         let dy = top[0].diff();
-        let mut offset = 0;
         for (b, &down) in bottom.iter_mut().zip(propagate_down) {
-            let rows = b.shape()[self.concat_axis] * self.inner;
+            let runs = parts.next_part(b);
             if down {
                 let dx = b.diff_mut();
-                for n in 0..self.outer {
-                    let start = n * top_rows + offset;
-                    dx[n * rows..(n + 1) * rows].copy_from_slice(&dy[start..start + rows]);
+                for (part, whole) in runs {
+                    dx[part].copy_from_slice(&dy[whole]);
                 }
             }
-            offset += rows;
         }
         Ok(())
     }

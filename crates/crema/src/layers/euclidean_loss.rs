@@ -8,7 +8,7 @@
 
 use crate::blob::Blob;
 use crate::layer::{Arity, Layer, LayerContext, LayerError, LayerResult};
-use crate::layers::softmax_with_loss::check_first_dims;
+use crate::layers::loss::check_first_dims;
 
 /// The EuclideanLoss layer.
 pub struct EuclideanLoss {
@@ -93,6 +93,7 @@ impl Layer for EuclideanLoss {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::layers::loss::test_support::scalar_loss;
     use crate::layers::test_support::context;
     use crate::testing::{uniform_blob, GradientChecker};
 
@@ -101,12 +102,7 @@ mod tests {
     }
 
     fn run(a: &Blob, b: &Blob) -> LayerResult<f32> {
-        let mut layer = layer();
-        let mut top = Blob::default();
-        layer.reshape(&[a, b], &mut [&mut top])?;
-        layer.forward(&[a, b], &mut [&mut top])?;
-        assert_eq!(top.shape(), &[] as &[usize]);
-        Ok(top.data()[0])
+        scalar_loss(layer().as_mut(), &[a, b])
     }
 
     #[test]

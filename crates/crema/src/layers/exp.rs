@@ -4,10 +4,10 @@
 //! be positive (and finite). Computed as `outer · e^(inner · x)` with `inner = ln(base) · scale` and
 //! `outer = base^shift`. Gradient: `inner · y · dy`.
 
-use crate::blob::Blob;
-use crate::layer::{Arity, Layer, LayerContext, LayerError, LayerResult};
+use crate::layer::{Layer, LayerContext, LayerError, LayerResult};
+use crate::layers::neuron::{neuron, NeuronOp};
 
-/// The Exp layer.
+/// The Exp layer's math.
 pub struct Exp {
     /// `ln(base) · scale`.
     inner_scale: f32,
@@ -37,67 +37,38 @@ pub fn create(ctx: &mut LayerContext) -> LayerResult<Box<dyn Layer>> {
     } else {
         (ln_base * f64::from(shift)).exp() as f32
     };
-    Ok(Box::new(Exp {
+    neuron(Exp {
         inner_scale,
         outer_scale,
-    }))
+    })
 }
 
-impl Layer for Exp {
-    fn type_name(&self) -> &'static str {
-        "Exp"
-    }
+impl NeuronOp for Exp {
+    const TYPE_NAME: &'static str = "Exp";
 
-    fn bottom_arity(&self) -> Arity {
-        Arity::exactly(1)
-    }
-
-    fn top_arity(&self) -> Arity {
-        Arity::exactly(1)
-    }
-
-    fn reshape(&mut self, bottom: &[&Blob], top: &mut [&mut Blob]) -> LayerResult {
-        Ok(top[0].reshape_like(bottom[0])?)
-    }
-
-    fn forward(&mut self, bottom: &[&Blob], top: &mut [&mut Blob]) -> LayerResult {
+    fn value(&self, x: f32) -> f32 {
         let (inner, outer) = (self.inner_scale, self.outer_scale);
-        for (y, &x) in top[0].data_mut().iter_mut().zip(bottom[0].data()) {
-            let e = if inner == 1.0 {
-                x.exp()
-            } else {
-                (inner * x).exp()
-            };
-            *y = if outer == 1.0 { e } else { outer * e };
+        let e = if inner == 1.0 {
+            x.exp()
+        } else {
+            (inner * x).exp()
+        };
+        if outer == 1.0 {
+            e
+        } else {
+            outer * e
         }
-        Ok(())
     }
 
-    fn backward(
-        &mut self,
-        top: &[&Blob],
-        propagate_down: &[bool],
-        bottom: &mut [&mut Blob],
-    ) -> LayerResult {
-        if !propagate_down[0] {
-            return Ok(());
-        }
-        let inner = self.inner_scale;
-        for ((dx, &y), &dy) in bottom[0]
-            .diff_mut()
-            .iter_mut()
-            .zip(top[0].data())
-            .zip(top[0].diff())
-        {
-            *dx = inner * y * dy;
-        }
-        Ok(())
+    fn gradient(&self, _x: f32, y: f32, dy: f32) -> f32 {
+        self.inner_scale * y * dy
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::layers::neuron::test_support::{assert_close, run};
     use crate::layers::test_support::context;
     use crate::testing::{uniform_blob, GradientChecker};
 
@@ -114,27 +85,6 @@ mod tests {
 
     fn layer(base: f32, scale: f32, shift: f32) -> Box<dyn Layer> {
         create(&mut context(&param(base, scale, shift))).unwrap()
-    }
-
-    fn run(layer: &mut dyn Layer, values: &[f32], dy: &[f32]) -> (Vec<f32>, Vec<f32>) {
-        let mut bottom = Blob::from_data(&[values.len()], values.to_vec()).unwrap();
-        let mut top = Blob::default();
-        layer.reshape(&[&bottom], &mut [&mut top]).unwrap();
-        layer.forward(&[&bottom], &mut [&mut top]).unwrap();
-        top.diff_mut().copy_from_slice(dy);
-        layer
-            .backward(&[&top], &[true], &mut [&mut bottom])
-            .unwrap();
-        (top.data().to_vec(), bottom.diff().to_vec())
-    }
-
-    fn assert_close(actual: &[f32], expected: &[f64]) {
-        for (&a, &e) in actual.iter().zip(expected) {
-            assert!(
-                (f64::from(a) - e).abs() <= 1e-5 * e.abs().max(1.0),
-                "{actual:?} vs {expected:?}"
-            );
-        }
     }
 
     #[test]

@@ -11,8 +11,8 @@
 use crema_proto::caffe::hinge_loss_parameter::Norm;
 
 use crate::blob::Blob;
-use crate::layer::{Arity, Layer, LayerContext, LayerError, LayerResult};
-use crate::layers::softmax_with_loss::{check_first_dims, class_label};
+use crate::layer::{Arity, Layer, LayerContext, LayerResult};
+use crate::layers::loss::{check_item_labels, item_class};
 
 /// The HingeLoss layer.
 pub struct HingeLoss {
@@ -57,23 +57,14 @@ impl Layer for HingeLoss {
     }
 
     fn reshape(&mut self, bottom: &[&Blob], top: &mut [&mut Blob]) -> LayerResult {
-        check_first_dims(bottom)?;
-        let num = bottom[0].shape()[0];
-        if bottom[1].count() != num {
-            return Err(LayerError::new(format!(
-                "the labels must hold one value per item ({num}), got {}",
-                bottom[1].shape_string()
-            )));
-        }
-        self.num = num;
-        self.dim = bottom[0].count_from(1);
+        (self.num, self.dim) = check_item_labels(bottom, |num| num.to_string())?;
         Ok(top[0].reshape(&[])?)
     }
 
     fn forward(&mut self, bottom: &[&Blob], top: &mut [&mut Blob]) -> LayerResult {
         let mut loss = 0.0f64;
         for (n, &label) in bottom[1].data().iter().enumerate() {
-            let label = class_label(label, n, self.dim, None)?.expect("no ignore label");
+            let label = item_class(label, n, self.dim)?;
             let row = &bottom[0].data()[n * self.dim..(n + 1) * self.dim];
             for (k, &x) in row.iter().enumerate() {
                 let margin = f64::from((1.0 + if k == label { -x } else { x }).max(0.0));
@@ -102,7 +93,7 @@ impl Layer for HingeLoss {
         let (x, dx) = scores.data_and_diff_mut();
         let rows = x.chunks_exact(self.dim).zip(dx.chunks_exact_mut(self.dim));
         for (n, ((x, dx), &label)) in rows.zip(labels).enumerate() {
-            let label = class_label(label, n, self.dim, None)?.expect("no ignore label");
+            let label = item_class(label, n, self.dim)?;
             for (k, (dx, &x)) in dx.iter_mut().zip(x).enumerate() {
                 // d/dx of max(0, 1 + s·x) is s where positive, with s = −1 at the label and +1 elsewhere.
                 let sign = if k == label { -1.0 } else { 1.0 };
@@ -121,6 +112,7 @@ impl Layer for HingeLoss {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::layers::loss::test_support::scalar_loss;
     use crate::layers::test_support::context;
     use crate::testing::{uniform_blob, GradientChecker};
 
@@ -130,12 +122,7 @@ mod tests {
     }
 
     fn run(text: &str, x: &Blob, labels: &Blob) -> LayerResult<f32> {
-        let mut layer = layer(text);
-        let mut top = Blob::default();
-        layer.reshape(&[x, labels], &mut [&mut top])?;
-        layer.forward(&[x, labels], &mut [&mut top])?;
-        assert_eq!(top.shape(), &[] as &[usize]);
-        Ok(top.data()[0])
+        scalar_loss(layer(text).as_mut(), &[x, labels])
     }
 
     #[test]

@@ -4,10 +4,10 @@
 //! be positive, finite and not 1. Computed as `ln(shift + scale · x) / ln(base)`. Gradient:
 //! `scale / (ln(base) · (shift + scale · x)) · dy`.
 
-use crate::blob::Blob;
-use crate::layer::{Arity, Layer, LayerContext, LayerError, LayerResult};
+use crate::layer::{Layer, LayerContext, LayerError, LayerResult};
+use crate::layers::neuron::{neuron, NeuronOp};
 
-/// The Log layer.
+/// The Log layer's math.
 pub struct Log {
     scale: f32,
     shift: f32,
@@ -33,75 +33,35 @@ pub fn create(ctx: &mut LayerContext) -> LayerResult<Box<dyn Layer>> {
             "log_param.base: must be positive and not 1 (or -1, meaning e), not {base}"
         )));
     };
-    Ok(Box::new(Log {
+    neuron(Log {
         scale,
         shift,
         base_scale: (1.0 / ln_base) as f32,
         backward_scale: (f64::from(scale) / ln_base) as f32,
-    }))
+    })
 }
 
-impl Layer for Log {
-    fn type_name(&self) -> &'static str {
-        "Log"
-    }
+impl NeuronOp for Log {
+    const TYPE_NAME: &'static str = "Log";
 
-    fn bottom_arity(&self) -> Arity {
-        Arity::exactly(1)
-    }
-
-    fn top_arity(&self) -> Arity {
-        Arity::exactly(1)
-    }
-
-    fn reshape(&mut self, bottom: &[&Blob], top: &mut [&mut Blob]) -> LayerResult {
-        Ok(top[0].reshape_like(bottom[0])?)
-    }
-
-    fn forward(&mut self, bottom: &[&Blob], top: &mut [&mut Blob]) -> LayerResult {
-        let Log {
-            scale,
-            shift,
-            base_scale,
-            ..
-        } = *self;
-        for (y, &x) in top[0].data_mut().iter_mut().zip(bottom[0].data()) {
-            let ln = (shift + scale * x).ln();
-            *y = if base_scale == 1.0 {
-                ln
-            } else {
-                base_scale * ln
-            };
+    fn value(&self, x: f32) -> f32 {
+        let ln = (self.shift + self.scale * x).ln();
+        if self.base_scale == 1.0 {
+            ln
+        } else {
+            self.base_scale * ln
         }
-        Ok(())
     }
 
-    fn backward(
-        &mut self,
-        top: &[&Blob],
-        propagate_down: &[bool],
-        bottom: &mut [&mut Blob],
-    ) -> LayerResult {
-        if !propagate_down[0] {
-            return Ok(());
-        }
-        let Log {
-            scale,
-            shift,
-            backward_scale,
-            ..
-        } = *self;
-        let (x, dx) = bottom[0].data_and_diff_mut();
-        for ((dx, &x), &dy) in dx.iter_mut().zip(x).zip(top[0].diff()) {
-            *dx = backward_scale / (shift + scale * x) * dy;
-        }
-        Ok(())
+    fn gradient(&self, x: f32, _y: f32, dy: f32) -> f32 {
+        self.backward_scale / (self.shift + self.scale * x) * dy
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::layers::neuron::test_support::{assert_close, run};
     use crate::layers::test_support::context;
     use crate::testing::{uniform_blob, GradientChecker};
 
@@ -118,27 +78,6 @@ mod tests {
 
     fn layer(base: f32, scale: f32, shift: f32) -> Box<dyn Layer> {
         create(&mut context(&param(base, scale, shift))).unwrap()
-    }
-
-    fn run(layer: &mut dyn Layer, values: &[f32], dy: &[f32]) -> (Vec<f32>, Vec<f32>) {
-        let mut bottom = Blob::from_data(&[values.len()], values.to_vec()).unwrap();
-        let mut top = Blob::default();
-        layer.reshape(&[&bottom], &mut [&mut top]).unwrap();
-        layer.forward(&[&bottom], &mut [&mut top]).unwrap();
-        top.diff_mut().copy_from_slice(dy);
-        layer
-            .backward(&[&top], &[true], &mut [&mut bottom])
-            .unwrap();
-        (top.data().to_vec(), bottom.diff().to_vec())
-    }
-
-    fn assert_close(actual: &[f32], expected: &[f64]) {
-        for (&a, &e) in actual.iter().zip(expected) {
-            assert!(
-                (f64::from(a) - e).abs() <= 1e-5 * e.abs().max(1.0),
-                "{actual:?} vs {expected:?}"
-            );
-        }
     }
 
     #[test]

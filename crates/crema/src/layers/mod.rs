@@ -2,6 +2,8 @@
 //!
 //! To add a layer: write `layers/my_layer.rs` with a type implementing [`Layer`] and a
 //! `pub fn create(ctx: &mut LayerContext) -> LayerResult<Box<dyn Layer>>`, then add one line to [`REGISTRY`].
+//! An elementwise layer only implements [`neuron::NeuronOp`], its per-value math; [`loss`] holds what the loss
+//! layers share.
 
 pub mod absval;
 pub mod accuracy;
@@ -16,6 +18,7 @@ pub mod elu;
 pub mod euclidean_loss;
 pub mod exp;
 pub mod flatten;
+pub mod hdf5_data;
 pub mod hinge_loss;
 pub mod infogain_loss;
 pub mod inner_product;
@@ -23,6 +26,7 @@ pub mod input;
 pub mod log;
 pub mod loss;
 pub mod multinomial_logistic_loss;
+pub mod neuron;
 pub mod parameter;
 pub mod power;
 pub mod prelu;
@@ -58,6 +62,7 @@ pub const REGISTRY: &[(&str, Constructor)] = &[
     ("EuclideanLoss", euclidean_loss::create),
     ("Exp", exp::create),
     ("Flatten", flatten::create),
+    ("HDF5Data", hdf5_data::create),
     ("HingeLoss", hinge_loss::create),
     ("InfogainLoss", infogain_loss::create),
     ("InnerProduct", inner_product::create),

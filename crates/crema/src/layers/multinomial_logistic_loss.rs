@@ -9,8 +9,8 @@
 //! `top[0].diff[0]`. Labels get no gradient.
 
 use crate::blob::Blob;
-use crate::layer::{Arity, Layer, LayerContext, LayerError, LayerResult};
-use crate::layers::softmax_with_loss::{check_first_dims, class_label};
+use crate::layer::{Arity, Layer, LayerContext, LayerResult};
+use crate::layers::loss::{check_item_labels, item_class};
 
 /// Caffe's floor on a probability before its logarithm is taken.
 const LOG_THRESHOLD: f32 = 1e-20;
@@ -48,16 +48,8 @@ impl Layer for MultinomialLogisticLoss {
     }
 
     fn reshape(&mut self, bottom: &[&Blob], top: &mut [&mut Blob]) -> LayerResult {
-        check_first_dims(bottom)?;
-        let num = bottom[0].shape()[0];
-        if bottom[1].count() != num {
-            return Err(LayerError::new(format!(
-                "the labels must hold one value per item (shape {num} or {num} 1 1 1), got {}",
-                bottom[1].shape_string()
-            )));
-        }
-        self.num = num;
-        self.dim = bottom[0].count_from(1);
+        (self.num, self.dim) =
+            check_item_labels(bottom, |num| format!("shape {num} or {num} 1 1 1"))?;
         Ok(top[0].reshape(&[])?)
     }
 
@@ -65,7 +57,7 @@ impl Layer for MultinomialLogisticLoss {
         let (p, labels) = (bottom[0].data(), bottom[1].data());
         let mut loss = 0.0f64;
         for (n, &label) in labels.iter().enumerate() {
-            let label = class_label(label, n, self.dim, None)?.expect("no ignore label");
+            let label = item_class(label, n, self.dim)?;
             loss -= f64::from(p[n * self.dim + label].max(LOG_THRESHOLD).ln());
         }
         top[0].data_mut()[0] = (loss / self.num.max(1) as f64) as f32;
@@ -87,8 +79,7 @@ impl Layer for MultinomialLogisticLoss {
         let (p, dp) = probs.data_and_diff_mut();
         dp.fill(0.0);
         for (n, &label) in labels.iter().enumerate() {
-            let at =
-                n * self.dim + class_label(label, n, self.dim, None)?.expect("no ignore label");
+            let at = n * self.dim + item_class(label, n, self.dim)?;
             dp[at] = scale / p[at].max(LOG_THRESHOLD);
         }
         Ok(())
@@ -98,6 +89,7 @@ impl Layer for MultinomialLogisticLoss {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::layers::loss::test_support::scalar_loss;
     use crate::layers::test_support::context;
     use crate::testing::{uniform_blob, GradientChecker};
 
@@ -106,12 +98,7 @@ mod tests {
     }
 
     fn run(probs: &Blob, labels: &Blob) -> LayerResult<f32> {
-        let mut layer = layer();
-        let mut top = Blob::default();
-        layer.reshape(&[probs, labels], &mut [&mut top])?;
-        layer.forward(&[probs, labels], &mut [&mut top])?;
-        assert_eq!(top.shape(), &[] as &[usize]);
-        Ok(top.data()[0])
+        scalar_loss(layer().as_mut(), &[probs, labels])
     }
 
     #[test]

@@ -4,14 +4,18 @@
 //! does not depend on the input: every value is `1` when `power = 0`, else `shift^power`, and the gradient is
 //! 0. Otherwise the gradient is `power · scale · (shift + scale · x)^(power - 1) · dy`.
 
-use crate::blob::Blob;
-use crate::layer::{Arity, Layer, LayerContext, LayerResult};
+use crate::layer::{Layer, LayerContext, LayerResult};
+use crate::layers::neuron::{neuron, NeuronOp};
 
-/// The Power layer.
+/// The Power layer's math.
 pub struct Power {
     power: f32,
     scale: f32,
     shift: f32,
+    /// `power · scale`: the derivative's factor, zero exactly when the output is a constant.
+    diff_scale: f32,
+    /// The output when it is a constant: 1 when `power = 0`, else `shift^power`.
+    constant: f32,
 }
 
 /// Makes a Power layer from its parameters.
@@ -21,104 +25,61 @@ pub fn create(ctx: &mut LayerContext) -> LayerResult<Box<dyn Layer>> {
         .power_param
         .as_ref()
         .map_or((1.0, 1.0, 0.0), |p| (p.power(), p.scale(), p.shift()));
-    Ok(Box::new(Power {
+    neuron(Power {
         power,
         scale,
         shift,
-    }))
+        diff_scale: power * scale,
+        constant: if power == 0.0 { 1.0 } else { shift.powf(power) },
+    })
 }
 
-impl Power {
-    /// `power · scale`: the derivative's factor, zero exactly when the output is a constant.
-    fn diff_scale(&self) -> f32 {
-        self.power * self.scale
-    }
-}
+impl NeuronOp for Power {
+    const TYPE_NAME: &'static str = "Power";
 
-impl Layer for Power {
-    fn type_name(&self) -> &'static str {
-        "Power"
-    }
-
-    fn bottom_arity(&self) -> Arity {
-        Arity::exactly(1)
-    }
-
-    fn top_arity(&self) -> Arity {
-        Arity::exactly(1)
-    }
-
-    fn reshape(&mut self, bottom: &[&Blob], top: &mut [&mut Blob]) -> LayerResult {
-        Ok(top[0].reshape_like(bottom[0])?)
-    }
-
-    fn forward(&mut self, bottom: &[&Blob], top: &mut [&mut Blob]) -> LayerResult {
+    fn value(&self, x: f32) -> f32 {
         let Power {
             power,
             scale,
             shift,
+            ..
         } = *self;
-        let y = top[0].data_mut();
-        if self.diff_scale() == 0.0 {
+        if self.diff_scale == 0.0 {
             // The input is ignored (even where it is infinite or NaN), as in Caffe.
-            y.fill(if power == 0.0 { 1.0 } else { shift.powf(power) });
-            return Ok(());
-        }
-        let x = bottom[0].data();
-        if power == 1.0 {
-            for (y, &x) in y.iter_mut().zip(x) {
-                *y = shift + scale * x;
-            }
+            self.constant
+        } else if power == 1.0 {
+            shift + scale * x
         } else {
-            for (y, &x) in y.iter_mut().zip(x) {
-                *y = (shift + scale * x).powf(power);
-            }
+            (shift + scale * x).powf(power)
         }
-        Ok(())
     }
 
-    fn backward(
-        &mut self,
-        top: &[&Blob],
-        propagate_down: &[bool],
-        bottom: &mut [&mut Blob],
-    ) -> LayerResult {
-        if !propagate_down[0] {
-            return Ok(());
-        }
+    fn gradient(&self, x: f32, _y: f32, dy: f32) -> f32 {
         let Power {
             power,
             scale,
             shift,
+            diff_scale,
+            ..
         } = *self;
-        let diff_scale = self.diff_scale();
-        let dy = top[0].diff();
-        let (x, dx) = bottom[0].data_and_diff_mut();
         if diff_scale == 0.0 {
-            dx.fill(0.0);
+            0.0
         } else if power == 1.0 {
-            for (dx, &dy) in dx.iter_mut().zip(dy) {
-                *dx = diff_scale * dy;
-            }
+            diff_scale * dy
         } else if power == 2.0 {
-            for ((dx, &x), &dy) in dx.iter_mut().zip(x).zip(dy) {
-                *dx = diff_scale * (shift + scale * x) * dy;
-            }
+            diff_scale * (shift + scale * x) * dy
         } else {
             // Computed from the base rather than as diff_scale · y / base, so a zero base gives the limit
             // (0 for power > 1) instead of 0 / 0.
-            let exponent = power - 1.0;
-            for ((dx, &x), &dy) in dx.iter_mut().zip(x).zip(dy) {
-                *dx = diff_scale * (shift + scale * x).powf(exponent) * dy;
-            }
+            diff_scale * (shift + scale * x).powf(power - 1.0) * dy
         }
-        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::layers::neuron::test_support::{assert_close, run};
     use crate::layers::test_support::context;
     use crate::testing::{uniform_blob, GradientChecker};
 
@@ -126,28 +87,6 @@ mod tests {
         let text = format!("power_param {{ power: {power} scale: {scale} shift: {shift} }}");
         let param = crema_proto::text::parse(&text, "t").unwrap();
         create(&mut context(&param)).unwrap()
-    }
-
-    fn run(layer: &mut dyn Layer, values: &[f32], dy: &[f32]) -> (Vec<f32>, Vec<f32>) {
-        let mut bottom = Blob::from_data(&[values.len()], values.to_vec()).unwrap();
-        let mut top = Blob::default();
-        layer.reshape(&[&bottom], &mut [&mut top]).unwrap();
-        layer.forward(&[&bottom], &mut [&mut top]).unwrap();
-        top.diff_mut().copy_from_slice(dy);
-        bottom.diff_mut().fill(f32::NAN);
-        layer
-            .backward(&[&top], &[true], &mut [&mut bottom])
-            .unwrap();
-        (top.data().to_vec(), bottom.diff().to_vec())
-    }
-
-    fn assert_close(actual: &[f32], expected: &[f32]) {
-        for (&a, &e) in actual.iter().zip(expected) {
-            assert!(
-                (a - e).abs() <= 1e-5 * e.abs().max(1.0),
-                "{actual:?} vs {expected:?}"
-            );
-        }
     }
 
     #[test]

@@ -3,10 +3,10 @@
 //! Parameters: `relu_param { negative_slope }` (default 0). Gradient: `dy` where `x > 0`, `negative_slope · dy`
 //! elsewhere (Caffe's convention at 0).
 
-use crate::blob::Blob;
-use crate::layer::{Arity, Layer, LayerContext, LayerResult};
+use crate::layer::{Layer, LayerContext, LayerResult};
+use crate::layers::neuron::{neuron, NeuronOp};
 
-/// The ReLU layer.
+/// The ReLU layer's math.
 pub struct ReLU {
     negative_slope: f32,
 }
@@ -18,79 +18,48 @@ pub fn create(ctx: &mut LayerContext) -> LayerResult<Box<dyn Layer>> {
         .relu_param
         .as_ref()
         .map_or(0.0, |p| p.negative_slope());
-    Ok(Box::new(ReLU { negative_slope }))
+    neuron(ReLU { negative_slope })
 }
 
-impl Layer for ReLU {
-    fn type_name(&self) -> &'static str {
-        "ReLU"
-    }
+impl NeuronOp for ReLU {
+    const TYPE_NAME: &'static str = "ReLU";
 
-    fn bottom_arity(&self) -> Arity {
-        Arity::exactly(1)
-    }
-
-    fn top_arity(&self) -> Arity {
-        Arity::exactly(1)
-    }
-
-    fn reshape(&mut self, bottom: &[&Blob], top: &mut [&mut Blob]) -> LayerResult {
-        Ok(top[0].reshape_like(bottom[0])?)
-    }
-
-    fn forward(&mut self, bottom: &[&Blob], top: &mut [&mut Blob]) -> LayerResult {
-        let slope = self.negative_slope;
-        for (y, &x) in top[0].data_mut().iter_mut().zip(bottom[0].data()) {
-            *y = if x > 0.0 { x } else { slope * x };
+    fn value(&self, x: f32) -> f32 {
+        if x > 0.0 {
+            x
+        } else {
+            self.negative_slope * x
         }
-        Ok(())
     }
 
-    fn backward(
-        &mut self,
-        top: &[&Blob],
-        propagate_down: &[bool],
-        bottom: &mut [&mut Blob],
-    ) -> LayerResult {
-        if !propagate_down[0] {
-            return Ok(());
+    fn gradient(&self, x: f32, _y: f32, dy: f32) -> f32 {
+        if x > 0.0 {
+            dy
+        } else {
+            self.negative_slope * dy
         }
-        let slope = self.negative_slope;
-        let (x, dx) = bottom[0].data_and_diff_mut();
-        for ((dx, &x), &dy) in dx.iter_mut().zip(x).zip(top[0].diff()) {
-            *dx = if x > 0.0 { dy } else { slope * dy };
-        }
-        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::layers::neuron::test_support::{away_from_zero, run};
     use crate::layers::test_support::context;
-    use crate::testing::{uniform_blob, GradientChecker};
+    use crate::testing::GradientChecker;
 
-    /// Inputs kept away from the kink at 0, where the finite difference straddles two slopes.
-    fn inputs(shape: &[usize]) -> Blob {
-        let mut blob = uniform_blob(shape, -1.0, 1.0, 3);
-        for v in blob.data_mut() {
-            *v += 0.1 * v.signum();
-        }
-        blob
+    fn layer(slope: &str) -> Box<dyn Layer> {
+        let param =
+            crema_proto::text::parse(&format!("relu_param {{ negative_slope: {slope} }}"), "t")
+                .unwrap();
+        create(&mut context(&param)).unwrap()
     }
 
     #[test]
     fn forward_clamps_or_leaks() {
-        for (slope, expected) in [(0.0, [0.0, 0.0, 2.0]), (0.1, [-0.3, 0.0, 2.0])] {
-            let param =
-                crema_proto::text::parse(&format!("relu_param {{ negative_slope: {slope} }}"), "t")
-                    .unwrap();
-            let mut layer = create(&mut context(&param)).unwrap();
-            let bottom = Blob::from_data(&[3], vec![-3.0, 0.0, 2.0]).unwrap();
-            let mut top = Blob::default();
-            layer.reshape(&[&bottom], &mut [&mut top]).unwrap();
-            layer.forward(&[&bottom], &mut [&mut top]).unwrap();
-            assert_eq!(top.data(), expected);
+        for (slope, expected) in [("0", [0.0, 0.0, 2.0]), ("0.1", [-0.3, 0.0, 2.0])] {
+            let (y, _) = run(layer(slope).as_mut(), &[-3.0, 0.0, 2.0], &[1.0; 3]);
+            assert_eq!(y, expected);
         }
     }
 
@@ -98,14 +67,14 @@ mod tests {
     fn gradient() {
         for slope in ["0", "0.25"] {
             for shape in [&[10][..], &[2, 3, 4, 5]] {
-                let param = crema_proto::text::parse(
-                    &format!("relu_param {{ negative_slope: {slope} }}"),
-                    "t",
-                )
-                .unwrap();
-                let mut layer = create(&mut context(&param)).unwrap();
+                // Inputs kept away from the kink at 0, where the finite difference straddles two slopes.
                 GradientChecker::default()
-                    .check(layer.as_mut(), &mut [inputs(shape)], 1, &[0])
+                    .check(
+                        layer(slope).as_mut(),
+                        &mut [away_from_zero(shape, -1.0, 1.0, 3)],
+                        1,
+                        &[0],
+                    )
                     .unwrap();
             }
         }

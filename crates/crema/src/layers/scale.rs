@@ -14,9 +14,8 @@
 use crema_proto::caffe::{FillerParameter, ScaleParameter};
 
 use crate::blob::Blob;
-use crate::filler::fill;
 use crate::layer::{Arity, Layer, LayerContext, LayerError, LayerResult};
-use crate::layers::bias::{add_broadcast, broadcast, learned_shape, sum_broadcast, Broadcast};
+use crate::layers::bias::{add_broadcast, broadcast, learned_blob, sum_broadcast, Broadcast};
 use crate::math::Rng;
 
 /// The Scale layer.
@@ -108,14 +107,18 @@ impl Layer for Scale {
         }
         let p = &self.param;
         if self.learned {
-            let shape = learned_shape(bottom[0], p.axis(), p.num_axes(), "scale_param")?;
-            let mut s = Blob::new(&shape)?;
             let filler = p.filler.clone().unwrap_or(FillerParameter {
                 r#type: Some("constant".into()),
                 value: Some(1.0),
                 ..Default::default()
             });
-            fill(&mut s, &filler, &mut self.rng, "scale_param.filler")?;
+            let s = learned_blob(
+                bottom[0],
+                (p.axis(), p.num_axes()),
+                &filler,
+                ("scale_param", "filler"),
+                &mut self.rng,
+            )?;
             self.blobs.push(s);
         }
         if p.bias_term() {
@@ -124,10 +127,13 @@ impl Layer for Scale {
                 Some(s) => s.num_axes() as i32,
                 None => p.num_axes(),
             };
-            let shape = learned_shape(bottom[0], p.axis(), num_axes, "scale_param")?;
-            let mut b = Blob::new(&shape)?;
-            let filler = p.bias_filler.clone().unwrap_or_default();
-            fill(&mut b, &filler, &mut self.rng, "scale_param.bias_filler")?;
+            let b = learned_blob(
+                bottom[0],
+                (p.axis(), num_axes),
+                &p.bias_filler.clone().unwrap_or_default(),
+                ("scale_param", "bias_filler"),
+                &mut self.rng,
+            )?;
             self.blobs.push(b);
         }
         Ok(())

@@ -17,8 +17,8 @@ use crema_proto::caffe::loss_parameter::NormalizationMode;
 
 use crate::blob::Blob;
 use crate::layer::{Arity, Layer, LayerContext, LayerError, LayerResult};
-use crate::layers::loss::{loss_settings, DeprecatedNormalize, LossSettings};
-use crate::layers::softmax_with_loss::check_first_dims;
+use crate::layers::bnll::logistic;
+use crate::layers::loss::{check_first_dims, loss_settings, DeprecatedNormalize, LossSettings};
 
 /// The SigmoidCrossEntropyLoss layer.
 pub struct SigmoidCrossEntropyLoss {
@@ -39,24 +39,6 @@ pub fn create(ctx: &mut LayerContext) -> LayerResult<Box<dyn Layer>> {
         outer: 0,
         inner: 0,
     }))
-}
-
-/// `σ(x)`, without overflow for large |x|.
-fn sigmoid(x: f32) -> f32 {
-    if x >= 0.0 {
-        1.0 / (1.0 + (-x).exp())
-    } else {
-        let e = x.exp();
-        e / (1.0 + e)
-    }
-}
-
-impl SigmoidCrossEntropyLoss {
-    fn ignored(&self, target: f32) -> bool {
-        self.settings
-            .ignore_label
-            .is_some_and(|ignore| target == ignore as f32)
-    }
 }
 
 impl Layer for SigmoidCrossEntropyLoss {
@@ -98,7 +80,7 @@ impl Layer for SigmoidCrossEntropyLoss {
         let mut loss = 0.0f64;
         let mut valid = 0usize;
         for (&x, &t) in bottom[0].data().iter().zip(bottom[1].data()) {
-            if self.ignored(t) {
+            if self.settings.ignores(t) {
                 continue;
             }
             loss += f64::from(x.max(0.0) - x * t + (-x.abs()).exp().ln_1p());
@@ -120,14 +102,17 @@ impl Layer for SigmoidCrossEntropyLoss {
         }
         let (first, rest) = bottom.split_at_mut(1);
         let (scores, targets) = (&mut *first[0], rest[0].data());
-        let valid = targets.iter().filter(|&&t| !self.ignored(t)).count();
+        let valid = targets
+            .iter()
+            .filter(|&&t| !self.settings.ignores(t))
+            .count();
         let scale = top[0].diff()[0] / self.settings.normalizer(self.outer, self.inner, valid);
         let (x, dx) = scores.data_and_diff_mut();
         for ((dx, &x), &t) in dx.iter_mut().zip(x).zip(targets) {
-            *dx = if self.ignored(t) {
+            *dx = if self.settings.ignores(t) {
                 0.0
             } else {
-                (sigmoid(x) - t) * scale
+                (logistic(x) - t) * scale
             };
         }
         Ok(())
@@ -137,6 +122,7 @@ impl Layer for SigmoidCrossEntropyLoss {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::layers::loss::test_support::scalar_loss;
     use crate::layers::test_support::context;
     use crate::testing::{uniform_blob, GradientChecker};
 
@@ -146,12 +132,7 @@ mod tests {
     }
 
     fn run(text: &str, x: &Blob, t: &Blob) -> LayerResult<f32> {
-        let mut layer = layer(text);
-        let mut top = Blob::default();
-        layer.reshape(&[x, t], &mut [&mut top])?;
-        layer.forward(&[x, t], &mut [&mut top])?;
-        assert_eq!(top.shape(), &[] as &[usize]);
-        Ok(top.data()[0])
+        scalar_loss(layer(text).as_mut(), &[x, t])
     }
 
     /// The direct formula in f64, for comparison.

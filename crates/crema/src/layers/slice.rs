@@ -4,40 +4,24 @@
 //! With `slice_point`s (one fewer than the tops, strictly increasing) top `i` gets the indices from point
 //! `i - 1` (0 for the first) to point `i` (the axis' end for the last); without, the axis is split into equal
 //! parts, one per top, and its length must divide evenly. Backward puts each top's diff back into its part of
-//! the bottom's.
+//! the bottom's. The axis parameter and the layout of the parts are the Concat layer's ([`super::concat`]).
 
 use crate::blob::Blob;
 use crate::layer::{Arity, Layer, LayerContext, LayerError, LayerResult};
+use crate::layers::concat::{JoinAxis, Joined};
 
 /// The Slice layer.
 pub struct Slice {
-    /// `axis`, or `slice_dim` when that is the one given.
-    axis: i32,
-    from_slice_dim: bool,
+    axis: JoinAxis,
     points: Vec<usize>,
-    /// Resolved at reshape: the axis, the product of the axes before it and after it.
-    slice_axis: usize,
-    outer: usize,
-    inner: usize,
+    /// Resolved at reshape.
+    joined: Joined,
 }
 
 /// Makes a Slice layer from its parameters.
 pub fn create(ctx: &mut LayerContext) -> LayerResult<Box<dyn Layer>> {
     let p = ctx.param.slice_param.clone().unwrap_or_default();
-    if p.axis.is_some() && p.slice_dim.is_some() {
-        return Err(LayerError::new(
-            "slice_param: give axis or slice_dim, not both",
-        ));
-    }
-    let (axis, from_slice_dim) = match p.slice_dim {
-        Some(dim) => (
-            i32::try_from(dim).map_err(|_| {
-                LayerError::new(format!("slice_param.slice_dim: {dim} is out of range"))
-            })?,
-            true,
-        ),
-        None => (p.axis(), false),
-    };
+    let axis = JoinAxis::new("slice_param", "slice_dim", p.axis, p.axis(), p.slice_dim)?;
     let points: Vec<usize> = p.slice_point.iter().map(|&v| v as usize).collect();
     let mut prev = 0;
     for &point in &points {
@@ -51,11 +35,8 @@ pub fn create(ctx: &mut LayerContext) -> LayerResult<Box<dyn Layer>> {
     }
     Ok(Box::new(Slice {
         axis,
-        from_slice_dim,
         points,
-        slice_axis: 0,
-        outer: 0,
-        inner: 0,
+        joined: Joined::default(),
     }))
 }
 
@@ -74,19 +55,7 @@ impl Layer for Slice {
 
     fn reshape(&mut self, bottom: &[&Blob], top: &mut [&mut Blob]) -> LayerResult {
         let x = bottom[0];
-        let num_axes = x.num_axes();
-        let axis = if self.from_slice_dim {
-            let axis = self.axis as usize;
-            if axis >= num_axes {
-                return Err(LayerError::new(format!(
-                    "slice_param.slice_dim: {axis} is out of range for a {num_axes}-axis bottom"
-                )));
-            }
-            axis
-        } else {
-            x.canonical_axis(self.axis)
-                .map_err(|e| LayerError::new(format!("slice_param.axis: {e}")))?
-        };
+        let axis = self.axis.resolve(x)?;
         let len = x.shape()[axis];
         let tops = top.len();
         let mut shape = x.shape().to_vec();
@@ -125,24 +94,19 @@ impl Layer for Slice {
                 prev = next;
             }
         }
-        self.slice_axis = axis;
-        self.outer = x.count_range(0, axis);
-        self.inner = x.count_from(axis + 1);
+        self.joined = Joined::along(x, axis);
         Ok(())
     }
 
     fn forward(&mut self, bottom: &[&Blob], top: &mut [&mut Blob]) -> LayerResult {
+        let mut parts = self.joined.parts(bottom[0]);
         let x = bottom[0].data();
-        let bottom_rows = bottom[0].shape()[self.slice_axis] * self.inner;
-        let mut offset = 0;
         for t in top.iter_mut() {
-            let rows = t.shape()[self.slice_axis] * self.inner;
+            let runs = parts.next_part(t);
             let y = t.data_mut();
-            for n in 0..self.outer {
-                let start = n * bottom_rows + offset;
-                y[n * rows..(n + 1) * rows].copy_from_slice(&x[start..start + rows]);
+            for (part, whole) in runs {
+                y[part].copy_from_slice(&x[whole]);
             }
-            offset += rows;
         }
         Ok(())
     }
@@ -156,17 +120,13 @@ impl Layer for Slice {
         if !propagate_down[0] {
             return Ok(());
         }
-        let bottom_rows = bottom[0].shape()[self.slice_axis] * self.inner;
+        let mut parts = self.joined.parts(bottom[0]);
         let dx = bottom[0].diff_mut();
-        let mut offset = 0;
         for t in top {
-            let rows = t.shape()[self.slice_axis] * self.inner;
             let dy = t.diff();
-            for n in 0..self.outer {
-                let start = n * bottom_rows + offset;
-                dx[start..start + rows].copy_from_slice(&dy[n * rows..(n + 1) * rows]);
+            for (part, whole) in parts.next_part(t) {
+                dx[whole].copy_from_slice(&dy[part]);
             }
-            offset += rows;
         }
         Ok(())
     }

@@ -29,11 +29,16 @@ pub fn create(ctx: &mut LayerContext) -> LayerResult<Box<dyn Layer>> {
     }))
 }
 
-/// The canonical `softmax_param.axis` of `bottom` and the `(outer, channels, inner)` view around it.
-pub(crate) fn softmax_view(bottom: &Blob, axis: i32) -> LayerResult<(usize, usize, usize, usize)> {
+/// The canonical `axis` of `bottom` and the `(outer, channels, inner)` view around it; `field` names the axis
+/// parameter in errors (`softmax_param.axis`). Shared with the layers that read classes along an axis.
+pub(crate) fn axis_view(
+    bottom: &Blob,
+    axis: i32,
+    field: &str,
+) -> LayerResult<(usize, usize, usize, usize)> {
     let axis = bottom
         .canonical_axis(axis)
-        .map_err(|e| LayerError::new(format!("softmax_param.axis: {e}")))?;
+        .map_err(|e| LayerError::new(format!("{field}: {e}")))?;
     Ok((
         axis,
         bottom.count_range(0, axis),
@@ -56,7 +61,7 @@ impl Layer for Softmax {
     }
 
     fn reshape(&mut self, bottom: &[&Blob], top: &mut [&mut Blob]) -> LayerResult {
-        let (_, outer, channels, inner) = softmax_view(bottom[0], self.axis)?;
+        let (_, outer, channels, inner) = axis_view(bottom[0], self.axis, "softmax_param.axis")?;
         self.outer = outer;
         self.channels = channels;
         self.inner = inner;

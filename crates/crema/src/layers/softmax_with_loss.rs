@@ -15,53 +15,11 @@
 //! `top[0].diff[0]`. As in Caffe, the probabilities top's gradient is ignored, and labels get no gradient.
 
 use crate::blob::Blob;
-use crate::layer::{Arity, Layer, LayerContext, LayerError, LayerResult};
-use crate::layers::loss::{loss_settings, DeprecatedNormalize, LossSettings};
-use crate::layers::softmax::softmax_view;
-
-/// The class that the label `value` at `position` names, or `None` when it is the ignore label.
-/// A label that is neither an integer in `[0, classes)` nor the ignore label is an error (Caffe would read out
-/// of bounds).
-pub(crate) fn class_label(
-    value: f32,
-    position: usize,
-    classes: usize,
-    ignore: Option<i32>,
-) -> LayerResult<Option<usize>> {
-    if ignore.is_some_and(|ignore| value == ignore as f32) {
-        return Ok(None);
-    }
-    if !value.is_finite() || value.fract() != 0.0 {
-        return Err(LayerError::new(format!(
-            "label {value} at position {position} is not an integer"
-        )));
-    }
-    if value < 0.0 || value >= classes as f32 {
-        return Err(LayerError::new(format!(
-            "label {value} at position {position} is outside [0, {classes})"
-        )));
-    }
-    Ok(Some(value as usize))
-}
-
-/// Caffe's check of every loss layer: both bottoms have a first axis, of the same size.
-pub(crate) fn check_first_dims(bottom: &[&Blob]) -> LayerResult {
-    for (i, b) in bottom.iter().enumerate().take(2) {
-        if b.num_axes() == 0 {
-            return Err(LayerError::new(format!(
-                "bottom {i} has no axes; a loss layer needs a first (batch) axis"
-            )));
-        }
-    }
-    if bottom[0].shape()[0] != bottom[1].shape()[0] {
-        return Err(LayerError::new(format!(
-            "the data and label should have the same first dimension: bottom 0 is {}, bottom 1 is {}",
-            bottom[0].shape_string(),
-            bottom[1].shape_string()
-        )));
-    }
-    Ok(())
-}
+use crate::layer::{Arity, Layer, LayerContext, LayerResult};
+use crate::layers::loss::{
+    check_first_dims, check_position_labels, class_label, loss_settings, DeprecatedNormalize,
+    LossSettings,
+};
 
 /// The SoftmaxWithLoss layer.
 pub struct SoftmaxWithLoss {
@@ -124,20 +82,8 @@ impl Layer for SoftmaxWithLoss {
 
     fn reshape(&mut self, bottom: &[&Blob], top: &mut [&mut Blob]) -> LayerResult {
         check_first_dims(bottom)?;
-        let (axis, outer, channels, inner) = softmax_view(bottom[0], self.axis)?;
-        if bottom[1].count() != outer * inner {
-            return Err(LayerError::new(format!(
-                "number of labels must match number of predictions: the scores {} with softmax_param.axis {} \
-                 need outer × inner = {} × {} = {} labels, but the labels {} hold {}",
-                bottom[0].shape_string(),
-                axis,
-                outer,
-                inner,
-                outer * inner,
-                bottom[1].shape_string(),
-                bottom[1].count()
-            )));
-        }
+        let (_, outer, channels, inner) =
+            check_position_labels(bottom, self.axis, "softmax_param.axis")?;
         self.outer = outer;
         self.channels = channels;
         self.inner = inner;

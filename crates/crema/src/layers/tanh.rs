@@ -3,65 +3,33 @@
 //! Parameters: `tanh_param { engine }`, ignored (there is one implementation). Gradient: `(1 - y²) · dy`, from
 //! the top's values.
 
-use crate::blob::Blob;
-use crate::layer::{Arity, Layer, LayerContext, LayerResult};
+use crate::layer::{Layer, LayerContext, LayerResult};
+use crate::layers::neuron::{neuron, NeuronOp};
 
-/// The TanH layer.
+/// The TanH layer's math.
 pub struct TanH;
 
 /// Makes a TanH layer.
 pub fn create(_ctx: &mut LayerContext) -> LayerResult<Box<dyn Layer>> {
-    Ok(Box::new(TanH))
+    neuron(TanH)
 }
 
-impl Layer for TanH {
-    fn type_name(&self) -> &'static str {
-        "TanH"
+impl NeuronOp for TanH {
+    const TYPE_NAME: &'static str = "TanH";
+
+    fn value(&self, x: f32) -> f32 {
+        x.tanh()
     }
 
-    fn bottom_arity(&self) -> Arity {
-        Arity::exactly(1)
-    }
-
-    fn top_arity(&self) -> Arity {
-        Arity::exactly(1)
-    }
-
-    fn reshape(&mut self, bottom: &[&Blob], top: &mut [&mut Blob]) -> LayerResult {
-        Ok(top[0].reshape_like(bottom[0])?)
-    }
-
-    fn forward(&mut self, bottom: &[&Blob], top: &mut [&mut Blob]) -> LayerResult {
-        for (y, &x) in top[0].data_mut().iter_mut().zip(bottom[0].data()) {
-            *y = x.tanh();
-        }
-        Ok(())
-    }
-
-    fn backward(
-        &mut self,
-        top: &[&Blob],
-        propagate_down: &[bool],
-        bottom: &mut [&mut Blob],
-    ) -> LayerResult {
-        if !propagate_down[0] {
-            return Ok(());
-        }
-        for ((dx, &y), &dy) in bottom[0]
-            .diff_mut()
-            .iter_mut()
-            .zip(top[0].data())
-            .zip(top[0].diff())
-        {
-            *dx = dy * (1.0 - y * y);
-        }
-        Ok(())
+    fn gradient(&self, _x: f32, y: f32, dy: f32) -> f32 {
+        dy * (1.0 - y * y)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::layers::neuron::test_support::run;
     use crate::layers::test_support::context;
     use crate::testing::{uniform_blob, GradientChecker};
     use crema_proto::LayerParameter;
@@ -70,13 +38,10 @@ mod tests {
     fn forward_by_hand() {
         let param = LayerParameter::default();
         let mut layer = create(&mut context(&param)).unwrap();
-        let bottom = Blob::from_data(&[5], vec![0.0, 1.0, -0.5, 50.0, -50.0]).unwrap();
-        let mut top = Blob::default();
-        layer.reshape(&[&bottom], &mut [&mut top]).unwrap();
-        layer.forward(&[&bottom], &mut [&mut top]).unwrap();
+        let (y, _) = run(layer.as_mut(), &[0.0, 1.0, -0.5, 50.0, -50.0], &[1.0; 5]);
         let t = |x: f64| (x.exp() - (-x).exp()) / (x.exp() + (-x).exp());
         let expected = [0.0, t(1.0), t(-0.5), 1.0, -1.0];
-        for (&y, e) in top.data().iter().zip(expected) {
+        for (&y, e) in y.iter().zip(expected) {
             assert!((f64::from(y) - e).abs() < 1e-6, "{y} vs {e}");
         }
     }

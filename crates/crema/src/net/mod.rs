@@ -718,6 +718,25 @@ impl Net {
             .collect()
     }
 
+    /// The net's outputs after forward: each output blob's name, values and loss weight (0 when it is no loss).
+    pub fn output_values(&self) -> Vec<(String, Vec<f32>, f32)> {
+        self.outputs
+            .iter()
+            .map(|&blob| {
+                let weight = self
+                    .slots
+                    .iter()
+                    .find(|s| (s.first_top..s.first_top + s.top_count).contains(&blob))
+                    .map_or(0.0, |s| s.loss_weights[blob - s.first_top]);
+                (
+                    self.blob_names[blob].clone(),
+                    self.blobs[blob].data().to_vec(),
+                    weight,
+                )
+            })
+            .collect()
+    }
+
     /// Blob names no layer reads: the net's outputs.
     pub fn output_names(&self) -> Vec<&str> {
         self.outputs
@@ -739,6 +758,136 @@ impl Net {
     /// The learnable blobs of layer `index`, for writing.
     pub fn layer_params_mut(&mut self, index: usize) -> &mut [Blob] {
         self.slots[index].layer.params_mut()
+    }
+}
+
+/// Read-only views of single layers, and running layers one at a time (for `crema test` and `crema time`).
+impl Net {
+    /// The definition of layer `index` as the net uses it (after filtering; an inserted Split's own).
+    pub fn layer_param(&self, index: usize) -> &LayerParameter {
+        &self.slots[index].param
+    }
+
+    /// The blob names layer `index` reads, as wired: a blob read by several layers is read through the outputs
+    /// of an inserted Split, whose names differ from the prototxt's (see [`Net::layer_param`] for those).
+    pub fn layer_bottom_names(&self, index: usize) -> Vec<&str> {
+        self.slots[index]
+            .bottoms
+            .iter()
+            .map(|&b| self.blob_names[b].as_str())
+            .collect()
+    }
+
+    /// The blob names layer `index` writes.
+    pub fn layer_top_names(&self, index: usize) -> Vec<&str> {
+        let slot = &self.slots[index];
+        self.blob_names[slot.first_top..slot.first_top + slot.top_count]
+            .iter()
+            .map(String::as_str)
+            .collect()
+    }
+
+    /// The blobs layer `index` reads, in bottom order: exactly the versions it reads, whatever in-place layers
+    /// later do to blobs of the same name.
+    pub fn layer_bottoms(&self, index: usize) -> Vec<&Blob> {
+        self.slots[index]
+            .bottoms
+            .iter()
+            .map(|&b| &self.blobs[b])
+            .collect()
+    }
+
+    /// The blobs layer `index` writes, in top order.
+    pub fn layer_tops(&self, index: usize) -> &[Blob] {
+        let slot = &self.slots[index];
+        &self.blobs[slot.first_top..slot.first_top + slot.top_count]
+    }
+
+    /// The loss weight of each of layer `index`'s tops (0 for a top that is not a loss).
+    pub fn layer_loss_weights(&self, index: usize) -> &[f32] {
+        &self.slots[index].loss_weights
+    }
+
+    /// Runs layer `index` forward alone, on whatever its bottoms hold; returns its weighted loss. The layers
+    /// before it must have run. Unlike [`Net::forward`] it does not refresh shared params first.
+    pub fn forward_layer(&mut self, index: usize) -> Result<f32> {
+        let result = {
+            let slot = &mut self.slots[index];
+            let (before, after) = self.blobs.split_at_mut(slot.first_top);
+            let bottoms: SmallVec<[&Blob; 4]> = slot.bottoms.iter().map(|&b| &before[b]).collect();
+            let mut tops: SmallVec<[&mut Blob; 4]> = after[..slot.top_count].iter_mut().collect();
+            slot.layer.forward(&bottoms, &mut tops)
+        };
+        result.map_err(|e| self.slot_error(index, e))?;
+        let slot = &self.slots[index];
+        let mut loss = 0.0f64;
+        for (j, &weight) in slot.loss_weights.iter().enumerate() {
+            if weight != 0.0 {
+                let sum: f64 = self.blobs[slot.first_top + j]
+                    .data()
+                    .iter()
+                    .map(|&v| f64::from(v))
+                    .sum();
+                loss += f64::from(weight) * sum;
+            }
+        }
+        Ok(loss as f32)
+    }
+
+    /// Runs layer `index` backward alone if it needs backward (does nothing otherwise); the layers after it
+    /// must have run backward. Unlike [`Net::backward`] it neither sets the loss tops' diffs nor hands shared
+    /// params' gradients to their owners.
+    pub fn backward_layer(&mut self, index: usize) -> Result<()> {
+        if !self.slots[index].need_backward {
+            return Ok(());
+        }
+        let result = {
+            let slot = &mut self.slots[index];
+            let (before, after) = self.blobs.split_at_mut(slot.first_top);
+            let tops: SmallVec<[&Blob; 4]> = after[..slot.top_count].iter().collect();
+            let mut bottoms = disjoint_mut(before, &slot.bottoms);
+            slot.layer
+                .backward(&tops, &slot.bottom_need_backward, &mut bottoms)
+        };
+        result.map_err(|e| self.slot_error(index, e))
+    }
+
+    /// [`Net::forward`], timing each layer: returns the total loss and each layer's forward time, in running
+    /// order.
+    pub fn forward_timed(&mut self) -> Result<(f32, Vec<std::time::Duration>)> {
+        if self.params.iter().any(|p| p.owner.is_some()) {
+            self.sync_shared_params();
+        }
+        let mut loss = 0.0f64;
+        let mut times = Vec::with_capacity(self.slots.len());
+        for index in 0..self.slots.len() {
+            let start = std::time::Instant::now();
+            loss += f64::from(self.forward_layer(index)?);
+            times.push(start.elapsed());
+        }
+        Ok((loss as f32, times))
+    }
+
+    /// [`Net::backward`], timing each layer: returns each layer's backward time, in running order (near zero
+    /// for layers that need no backward).
+    pub fn backward_timed(&mut self) -> Result<Vec<std::time::Duration>> {
+        self.set_loss_diffs();
+        let mut times = vec![std::time::Duration::ZERO; self.slots.len()];
+        for index in (0..self.slots.len()).rev() {
+            let start = std::time::Instant::now();
+            self.backward_layer(index)?;
+            times[index] = start.elapsed();
+        }
+        for info in &self.params {
+            if let Some((owner_layer, owner_index)) = info.owner {
+                let (owner, sharer) = owner_and_sharer(&mut self.slots, owner_layer, info.layer);
+                let shared = &mut sharer.layer.params_mut()[info.index];
+                let target = &mut owner.layer.params_mut()[owner_index];
+                crate::math::axpy(1.0, shared.diff(), target.diff_mut());
+                shared.zero_diff();
+            }
+        }
+        Ok(times)
     }
 }
 

@@ -58,6 +58,52 @@ impl Net {
         Ok(copied)
     }
 
+    /// Copies every learnable blob from the layer of the same name in `other`, as Caffe's test nets share the
+    /// train net's weights. Layers `other` does not have keep their values.
+    pub fn copy_params_from(&mut self, other: &Net) -> Result<()> {
+        for slot in &mut self.slots {
+            let Some(source) = other.slots.iter().find(|s| s.name == slot.name) else {
+                continue;
+            };
+            let (mine, theirs) = (slot.layer.params_mut(), source.layer.params());
+            if mine.len() != theirs.len()
+                || mine.iter().zip(theirs).any(|(a, b)| a.shape() != b.shape())
+            {
+                return Err(Error::Layer {
+                    origin: self.origin.clone(),
+                    layer: slot.name.clone(),
+                    layer_type: slot.param.r#type().to_owned(),
+                    reason: format!(
+                        "its learnable blobs differ from those of the layer of the same name in net \"{}\"",
+                        other.name
+                    ),
+                });
+            }
+            for (target, value) in mine.iter_mut().zip(theirs) {
+                target.copy_data_from(value);
+            }
+        }
+        Ok(())
+    }
+
+    /// The state of every layer that keeps one (data readers, random generators), by layer name.
+    pub fn layer_states(&self) -> Vec<(String, Vec<u8>)> {
+        self.slots
+            .iter()
+            .filter_map(|slot| slot.layer.state().map(|state| (slot.name.clone(), state)))
+            .collect()
+    }
+
+    /// Puts back the state of layer `name` saved by [`Net::layer_states`].
+    pub fn set_layer_state(&mut self, name: &str, state: &[u8]) -> Result<()> {
+        let index = self.layer_index(name).ok_or_else(|| Error::Net {
+            origin: self.origin.clone(),
+            reason: format!("a saved state names layer \"{name}\", which the net does not have"),
+        })?;
+        let result = self.slots[index].layer.set_state(state);
+        result.map_err(|e| self.slot_error(index, e))
+    }
+
     /// The net as Caffe's `Net::ToProto` writes it into a .caffemodel: every layer (inserted Splits included)
     /// with its parameters and phase, and its learnable blobs (with gradients when `write_diff`).
     pub fn to_proto(&self, write_diff: bool) -> NetParameter {

@@ -1,0 +1,132 @@
+//! `crema train`: train a net as `caffe train` does, from a solver prototxt.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+
+use anyhow::{bail, Context, Result};
+use crema::proto::files;
+use crema::solver::{Solver, SolverLog, SolverOptions};
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// Train a net from a solver prototxt, as `caffe train --solver` does.
+///
+/// The log keeps Caffe's line shapes; on a terminal a progress bar sits below it. Ctrl-C or SIGTERM
+/// snapshot and stop. At the end a plot of the training loss and test outputs is written next to the
+/// snapshots (<prefix>_training.svg).
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The solver prototxt.
+    #[arg(long)]
+    solver: PathBuf,
+    /// .caffemodel files to initialise the weights from, by layer name (fine-tuning), comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    weights: Vec<PathBuf>,
+    /// A .solverstate to resume from.
+    #[arg(long)]
+    snapshot: Option<PathBuf>,
+    /// A stage added to the train and test nets' states (repeatable).
+    #[arg(long = "stage")]
+    stages: Vec<String>,
+    /// The level of the train and test nets' states.
+    #[arg(long)]
+    level: Option<i32>,
+    /// Do not write the training plot.
+    #[arg(long)]
+    no_plot: bool,
+}
+
+/// Prints lines to stderr (above the progress bar when there is one) and keeps them for the plot.
+struct CliLog {
+    lines: Vec<String>,
+    bar: Option<ProgressBar>,
+}
+
+impl SolverLog for CliLog {
+    fn line(&mut self, text: &str) {
+        match &self.bar {
+            Some(bar) => bar.println(text),
+            None => eprintln!("{text}"),
+        }
+        self.lines.push(text.to_owned());
+    }
+
+    fn progress(&mut self, iter: u32, _max_iter: u32, smoothed_loss: f32) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(u64::from(iter));
+            bar.set_message(format!("{smoothed_loss:.4}"));
+        }
+    }
+}
+
+pub fn run(args: Args) -> Result<()> {
+    if !args.weights.is_empty() && args.snapshot.is_some() {
+        bail!("give --snapshot to resume training or --weights to fine-tune, not both");
+    }
+    let (param, report) = files::read_solver_text(&args.solver)?;
+    for step in &report.steps {
+        eprintln!("note: {}: upgraded on load: {step}", args.solver.display());
+    }
+    let options = SolverOptions {
+        solver_path: Some(args.solver.clone()),
+        stages: args.stages.clone(),
+        level: args.level,
+    };
+    let mut solver = Solver::new(param, &options)?;
+    for net in std::iter::once(solver.net()).chain(solver.test_nets()) {
+        for warning in net.warnings() {
+            eprintln!("warning: {warning}");
+        }
+    }
+    for weights in &args.weights {
+        let (trained, _) = files::read_net_binary(weights)?;
+        let copied = solver
+            .net_mut()
+            .copy_trained_from(&trained, &weights.display().to_string())?;
+        eprintln!(
+            "Copied weights of {} layers from {}",
+            copied.len(),
+            weights.display()
+        );
+    }
+    if let Some(state) = &args.snapshot {
+        solver.restore(state)?;
+        eprintln!(
+            "Resuming from {} at iteration {}",
+            state.display(),
+            solver.iter()
+        );
+    }
+    let stop = solver.stop_flag();
+    ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst))
+        .context("installing the Ctrl-C handler")?;
+
+    let max_iter = u64::try_from(solver.param().max_iter()).unwrap_or(0);
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = ProgressBar::new(max_iter);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{bar:30} {pos}/{len} iterations  loss {msg}  {per_sec}  {eta} left",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar.set_position(u64::from(solver.iter()));
+        bar
+    });
+    let mut log = CliLog {
+        lines: Vec::new(),
+        bar,
+    };
+    let result = solver.solve(&mut log);
+    if let Some(bar) = &log.bar {
+        bar.finish_and_clear();
+    }
+    result?;
+    if !args.no_plot {
+        let plot = PathBuf::from(format!("{}_training.svg", solver.snapshot_prefix()));
+        let title = format!("{} ({})", solver.net().name(), args.solver.display());
+        super::plot::plot_log(&log.lines.join("\n"), &title, &plot)?;
+        eprintln!("Training plot written to {}", plot.display());
+    }
+    Ok(())
+}
