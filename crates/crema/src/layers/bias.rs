@@ -9,7 +9,7 @@
 //! learned `b`). Gradients: `dx = dy`, `db = Σ dy` over the broadcast axes (added to the learned blob's diff,
 //! written to a second bottom's diff).
 //!
-//! The broadcasting helpers here are shared with the Scale layer.
+//! The helpers here (the learned operand's shape and filling, broadcasting) are shared with the Scale layer.
 
 use crema_proto::caffe::{BiasParameter, FillerParameter};
 

@@ -4,7 +4,7 @@
 //! bottom must have the same number of axes and the same dims except along the concatenation axis. Backward
 //! copies each bottom's part of the top's diff back to it.
 //!
-//! The axis parameter ([`JoinAxis`]) and the layout of the parts in the joined blob ([`Joined`]) are shared with
+//! The axis parameter (`JoinAxis`) and the layout of the parts in the joined blob (`Joined`) are shared with
 //! the Slice layer, which copies the other way.
 
 use std::ops::Range;

@@ -5,9 +5,9 @@
 //! label is not ignored (every position when there is no ignore label), BATCH_SIZE by outer, NONE by 1; the
 //! result is clamped to at least 1, so a batch whose labels are all ignored has loss 0 and gradient 0.
 //!
-//! Labels are stored as floats: [`class_label`] reads one as a class index (or the ignore label), refusing
-//! anything else with its position. [`check_first_dims`] is Caffe's check of every loss layer's bottoms;
-//! [`check_item_labels`] and [`check_position_labels`] check that the labels match the scores, one per item
+//! Labels are stored as floats: `class_label` reads one as a class index (or the ignore label), refusing
+//! anything else with its position. `check_first_dims` is Caffe's check of every loss layer's bottoms;
+//! `check_item_labels` and `check_position_labels` check that the labels match the scores, one per item
 //! (losses over rows of scores) or one per position around a class axis (SoftmaxWithLoss, Accuracy).
 
 use crema_proto::caffe::loss_parameter::NormalizationMode;

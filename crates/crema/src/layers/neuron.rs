@@ -76,9 +76,13 @@ impl<Op: NeuronOp> Layer for Neuron<Op> {
 /// Helpers for the neuron layers' unit tests.
 #[cfg(test)]
 pub(crate) mod test_support {
+    use crema_proto::LayerParameter;
+
     use crate::blob::Blob;
     use crate::layer::Layer;
-    use crate::testing::uniform_blob;
+    use crate::layers::test_support::context;
+    use crate::layers::Constructor;
+    use crate::testing::{uniform_blob, GradientChecker};
 
     /// Runs `layer` forward on `values` (shape `[len]`) and backward with top gradient `dy`, the bottom's
     /// gradient starting as NaN so that every value must be written; returns the top's values and the bottom's
@@ -115,5 +119,22 @@ pub(crate) mod test_support {
             *v += 0.1 * v.signum();
         }
         blob
+    }
+
+    /// Checks by finite differences the gradient of the layer that `create` makes with default parameters, at
+    /// inputs drawn from `[-range, range)` with `seed`, of `shape`, for each `(seed, shape, range)`.
+    pub fn check_default_gradient(create: Constructor, cases: &[(u64, &[usize], f32)]) {
+        let param = LayerParameter::default();
+        for &(seed, shape, range) in cases {
+            let mut layer = create(&mut context(&param)).unwrap();
+            GradientChecker::default()
+                .check(
+                    layer.as_mut(),
+                    &mut [uniform_blob(shape, -range, range, seed)],
+                    1,
+                    &[0],
+                )
+                .unwrap();
+        }
     }
 }

@@ -29,9 +29,8 @@ impl NeuronOp for TanH {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layers::neuron::test_support::run;
+    use crate::layers::neuron::test_support::{check_default_gradient, run};
     use crate::layers::test_support::context;
-    use crate::testing::{uniform_blob, GradientChecker};
     use crema_proto::LayerParameter;
 
     #[test]
@@ -48,17 +47,6 @@ mod tests {
 
     #[test]
     fn gradient() {
-        let param = LayerParameter::default();
-        for (seed, shape, range) in [(1, &[10][..], 1.0), (2, &[2, 3, 4, 5], 3.0)] {
-            let mut layer = create(&mut context(&param)).unwrap();
-            GradientChecker::default()
-                .check(
-                    layer.as_mut(),
-                    &mut [uniform_blob(shape, -range, range, seed)],
-                    1,
-                    &[0],
-                )
-                .unwrap();
-        }
+        check_default_gradient(create, &[(1, &[10][..], 1.0), (2, &[2, 3, 4, 5], 3.0)]);
     }
 }
