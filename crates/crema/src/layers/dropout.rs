@@ -60,6 +60,16 @@ impl Layer for Dropout {
         Arity::exactly(1)
     }
 
+    fn state(&self) -> Option<Vec<u8>> {
+        Some(crate::math::rng_state(&self.rng))
+    }
+
+    fn set_state(&mut self, state: &[u8]) -> LayerResult {
+        self.rng = crate::math::rng_from_state(state)
+            .ok_or_else(|| LayerError::new("the saved random generator state is damaged"))?;
+        Ok(())
+    }
+
     fn reshape(&mut self, bottom: &[&Blob], top: &mut [&mut Blob]) -> LayerResult {
         top[0].reshape_like(bottom[0])?;
         if self.train {
@@ -135,6 +145,22 @@ mod tests {
     fn forward(layer: &mut dyn Layer, bottom: &Blob, top: &mut Blob) {
         layer.reshape(&[bottom], &mut [&mut *top]).unwrap();
         layer.forward(&[bottom], &mut [top]).unwrap();
+    }
+
+    #[test]
+    fn a_restored_state_draws_the_same_masks() {
+        let param = param(0.5);
+        let mut layer = create(&mut context(&param)).unwrap();
+        let bottom = inputs(&[64], 3);
+        let (mut top, mut again) = (Blob::default(), Blob::default());
+        forward(layer.as_mut(), &bottom, &mut top);
+        let saved = layer.state().unwrap();
+        forward(layer.as_mut(), &bottom, &mut top);
+        let mut restored = create(&mut context(&param)).unwrap();
+        restored.set_state(&saved).unwrap();
+        forward(restored.as_mut(), &bottom, &mut again);
+        assert_eq!(again.data(), top.data());
+        assert!(restored.set_state(&saved[..7]).is_err());
     }
 
     #[test]
