@@ -146,25 +146,49 @@ fn ctrl_c_snapshots_then_stops() {
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
+    // Read the log as it comes (a full pipe would block the trainer), and interrupt once training runs.
+    let stderr = child.stderr.take().unwrap();
+    let (sender, receiver) = std::sync::mpsc::channel::<String>();
+    let reader = std::thread::spawn(move || {
+        let mut log = String::new();
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)) {
+            let line = line.unwrap_or_default();
+            let _ = sender.send(line.clone());
+            log.push_str(&line);
+            log.push('\n');
+        }
+        log
+    });
+    let started = Instant::now();
+    loop {
+        let line = receiver
+            .recv_timeout(Duration::from_secs(30))
+            .expect("training starts and logs");
+        if line.starts_with("Iteration 200, loss") {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "training did not reach iteration 200"
+        );
+    }
     let status = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
-    let started = Instant::now();
     let exit = loop {
         if let Some(exit) = child.try_wait().unwrap() {
             break exit;
         }
         assert!(
-            started.elapsed() < Duration::from_secs(30),
+            started.elapsed() < Duration::from_secs(90),
             "crema did not stop after SIGINT"
         );
         std::thread::sleep(Duration::from_millis(50));
     };
-    let mut log = String::new();
-    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut log).unwrap();
+    drop(receiver);
+    let log = reader.join().unwrap();
     assert!(exit.success(), "{log}");
     assert!(log.contains("Stopping at iteration"), "{log}");
     let state = std::fs::read_dir(&dir)
