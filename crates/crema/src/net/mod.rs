@@ -540,34 +540,19 @@ impl Net {
 
     /// Runs every layer forward; returns the total loss, Σ loss_weight · Σ top values.
     pub fn forward(&mut self) -> Result<f32> {
+        self.refresh_shared_params();
+        let mut loss = 0.0f64;
+        for index in 0..self.slots.len() {
+            loss += f64::from(self.forward_layer(index)?);
+        }
+        Ok(loss as f32)
+    }
+
+    /// Copies owners' values into shared params, when the net has any.
+    fn refresh_shared_params(&mut self) {
         if self.params.iter().any(|p| p.owner.is_some()) {
             self.sync_shared_params();
         }
-        let mut loss = 0.0f64;
-        for index in 0..self.slots.len() {
-            let result = {
-                let slot = &mut self.slots[index];
-                let (before, after) = self.blobs.split_at_mut(slot.first_top);
-                let bottoms: SmallVec<[&Blob; 4]> =
-                    slot.bottoms.iter().map(|&b| &before[b]).collect();
-                let mut tops: SmallVec<[&mut Blob; 4]> =
-                    after[..slot.top_count].iter_mut().collect();
-                slot.layer.forward(&bottoms, &mut tops)
-            };
-            result.map_err(|e| self.slot_error(index, e))?;
-            let slot = &self.slots[index];
-            for (j, &weight) in slot.loss_weights.iter().enumerate() {
-                if weight != 0.0 {
-                    let sum: f64 = self.blobs[slot.first_top + j]
-                        .data()
-                        .iter()
-                        .map(|&v| f64::from(v))
-                        .sum();
-                    loss += f64::from(weight) * sum;
-                }
-            }
-        }
-        Ok(loss as f32)
     }
 
     /// Sets each loss top's diff to its loss weight, where loss layers read it (as in Caffe), in forward
@@ -587,20 +572,14 @@ impl Net {
     pub fn backward(&mut self) -> Result<()> {
         self.set_loss_diffs();
         for index in (0..self.slots.len()).rev() {
-            if !self.slots[index].need_backward {
-                continue;
-            }
-            let result = {
-                let slot = &mut self.slots[index];
-                let (before, after) = self.blobs.split_at_mut(slot.first_top);
-                let tops: SmallVec<[&Blob; 4]> = after[..slot.top_count].iter().collect();
-                let mut bottoms = disjoint_mut(before, &slot.bottoms);
-                slot.layer
-                    .backward(&tops, &slot.bottom_need_backward, &mut bottoms)
-            };
-            result.map_err(|e| self.slot_error(index, e))?;
+            self.backward_layer(index)?;
         }
-        // Gradients of shared params go to their owners.
+        self.give_shared_gradients_to_owners();
+        Ok(())
+    }
+
+    /// Adds each shared param's gradient to its owner's and zeroes it.
+    fn give_shared_gradients_to_owners(&mut self) {
         for info in &self.params {
             if let Some((owner_layer, owner_index)) = info.owner {
                 let (owner, sharer) = owner_and_sharer(&mut self.slots, owner_layer, info.layer);
@@ -610,7 +589,6 @@ impl Net {
                 shared.zero_diff();
             }
         }
-        Ok(())
     }
 
     /// Zeroes every learnable blob's gradient.
@@ -855,9 +833,7 @@ impl Net {
     /// [`Net::forward`], timing each layer: returns the total loss and each layer's forward time, in running
     /// order.
     pub fn forward_timed(&mut self) -> Result<(f32, Vec<std::time::Duration>)> {
-        if self.params.iter().any(|p| p.owner.is_some()) {
-            self.sync_shared_params();
-        }
+        self.refresh_shared_params();
         let mut loss = 0.0f64;
         let mut times = Vec::with_capacity(self.slots.len());
         for index in 0..self.slots.len() {
@@ -878,15 +854,7 @@ impl Net {
             self.backward_layer(index)?;
             times[index] = start.elapsed();
         }
-        for info in &self.params {
-            if let Some((owner_layer, owner_index)) = info.owner {
-                let (owner, sharer) = owner_and_sharer(&mut self.slots, owner_layer, info.layer);
-                let shared = &mut sharer.layer.params_mut()[info.index];
-                let target = &mut owner.layer.params_mut()[owner_index];
-                crate::math::axpy(1.0, shared.diff(), target.diff_mut());
-                shared.zero_diff();
-            }
-        }
+        self.give_shared_gradients_to_owners();
         Ok(times)
     }
 }
