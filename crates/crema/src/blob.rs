@@ -141,6 +141,11 @@ impl Blob {
         (&mut self.data, &self.diff)
     }
 
+    /// The values and the gradient, both for writing.
+    pub fn data_and_diff_both_mut(&mut self) -> (&mut [f32], &mut [f32]) {
+        (&mut self.data, &mut self.diff)
+    }
+
     /// Caffe's `Blob::Update`: `data −= diff`.
     pub fn update(&mut self) {
         let (data, diff) = self.data_mut_and_diff();

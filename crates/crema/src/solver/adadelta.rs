@@ -51,9 +51,16 @@ impl UpdateRule for AdaDelta {
         &mut self.histories
     }
 
-    fn compute_update(&mut self, id: usize, diff: &mut [f32], local_rate: f32, _iter: u32) {
+    fn compute_update(
+        &mut self,
+        id: usize,
+        offset: usize,
+        diff: &mut [f32],
+        local_rate: f32,
+        _iter: u32,
+    ) {
         let (momentum, delta) = (self.momentum, self.delta);
-        let (gradients, steps) = self.histories.pair(id);
+        let (gradients, steps) = self.histories.pair(id, offset, diff.len());
         debug_assert_eq!(gradients.len(), diff.len());
         for ((g, a), b) in diff.iter_mut().zip(gradients).zip(steps) {
             *a = (1.0 - momentum) * (*g * *g) + momentum * *a;

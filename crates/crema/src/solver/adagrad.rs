@@ -50,9 +50,16 @@ impl UpdateRule for AdaGrad {
         &mut self.histories
     }
 
-    fn compute_update(&mut self, id: usize, diff: &mut [f32], local_rate: f32, _iter: u32) {
+    fn compute_update(
+        &mut self,
+        id: usize,
+        offset: usize,
+        diff: &mut [f32],
+        local_rate: f32,
+        _iter: u32,
+    ) {
         let delta = self.delta;
-        let history = self.histories.first(id);
+        let history = self.histories.first(id, offset, diff.len());
         debug_assert_eq!(history.len(), diff.len());
         for (g, h) in diff.iter_mut().zip(history) {
             *h += *g * *g;

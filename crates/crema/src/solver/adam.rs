@@ -75,10 +75,17 @@ impl UpdateRule for Adam {
         &mut self.histories
     }
 
-    fn compute_update(&mut self, id: usize, diff: &mut [f32], local_rate: f32, iter: u32) {
+    fn compute_update(
+        &mut self,
+        id: usize,
+        offset: usize,
+        diff: &mut [f32],
+        local_rate: f32,
+        iter: u32,
+    ) {
         let rate = local_rate * self.correction(iter);
         let (beta1, beta2, epsilon) = (self.beta1, self.beta2, self.epsilon);
-        let (means, squares) = self.histories.pair(id);
+        let (means, squares) = self.histories.pair(id, offset, diff.len());
         debug_assert_eq!(means.len(), diff.len());
         for ((g, m), v) in diff.iter_mut().zip(means).zip(squares) {
             *m = (1.0 - beta1) * *g + beta1 * *m;
@@ -128,8 +135,8 @@ mod tests {
         rule.presolve(&[&[1], &[2]]).unwrap();
         let mut first = [1.0];
         let mut second = [2.0, -2.0];
-        rule.compute_update(0, &mut first, 0.1, 0);
-        rule.compute_update(1, &mut second, 0.1, 0);
+        rule.compute_update(0, 0, &mut first, 0.1, 0);
+        rule.compute_update(1, 0, &mut second, 0.1, 0);
         let history: Vec<&[f32]> = rule.history().iter().map(|b| b.data()).collect();
         assert_close(history[0], &[0.1 * 1.0]);
         assert_close(history[1], &[0.1 * 2.0, 0.1 * -2.0]);

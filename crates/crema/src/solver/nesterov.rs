@@ -41,9 +41,16 @@ impl UpdateRule for Nesterov {
         &mut self.histories
     }
 
-    fn compute_update(&mut self, id: usize, diff: &mut [f32], local_rate: f32, _iter: u32) {
+    fn compute_update(
+        &mut self,
+        id: usize,
+        offset: usize,
+        diff: &mut [f32],
+        local_rate: f32,
+        _iter: u32,
+    ) {
         let momentum = self.momentum;
-        let history = self.histories.first(id);
+        let history = self.histories.first(id, offset, diff.len());
         debug_assert_eq!(history.len(), diff.len());
         for (g, h) in diff.iter_mut().zip(history) {
             let previous = *h;

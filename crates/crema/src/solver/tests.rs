@@ -18,7 +18,7 @@ pub(super) fn steps(
         .enumerate()
         .map(|(iter, g)| {
             let mut diff = g.to_vec();
-            rule.compute_update(0, &mut diff, local_rate, iter as u32);
+            rule.compute_update(0, 0, &mut diff, local_rate, iter as u32);
             diff
         })
         .collect()
@@ -377,4 +377,46 @@ fn one_sgd_step_on_a_real_net_moves_weights_by_minus_lr_times_gradient() {
 
     let loss_after = net.forward().unwrap();
     assert!(loss_after < loss_before, "{loss_after} ≥ {loss_before}");
+}
+
+#[test]
+fn blobs_larger_than_one_piece_are_updated_whole() {
+    // 10 000 values span three pieces of the fused update; every element must follow the same formula.
+    let definition =
+        "layer { name: 'p' type: 'Parameter' top: 'p' parameter_param { shape { dim: 10000 } } }";
+    let param: NetParameter = text::parse(definition, "net.prototxt").unwrap();
+    let mut net = Net::new(&param, &NetState::default(), &NetOptions::default()).unwrap();
+    let settings =
+        solver("base_lr: 0.5 lr_policy: 'fixed' momentum: 0.9 weight_decay: 0.1 type: 'Adam'");
+    let mut rule = create_rule(&settings).unwrap();
+    let start: Vec<f32> = (0..10_000).map(|i| (i as f32 * 0.37).sin()).collect();
+    let gradient: Vec<f32> = (0..10_000).map(|i| (i as f32 * 0.11).cos()).collect();
+    net.layer_params_mut(0)[0]
+        .data_mut()
+        .copy_from_slice(&start);
+    let mut expected = Vec::new();
+    for iter in 0..2u32 {
+        net.layer_params_mut(0)[0]
+            .diff_mut()
+            .copy_from_slice(&gradient);
+        apply_update(&mut net, rule.as_mut(), &settings, iter).unwrap();
+        expected.push(net.layer_params(0)[0].data().to_vec());
+    }
+    // The same two steps element by element, as Adam with decay defines them (β1 0.9, β2 0.999, ε 1e-8).
+    for i in [0, 4095, 4096, 8191, 8192, 9999] {
+        let (mut w, mut m, mut v) = (f64::from(start[i]), 0.0f64, 0.0f64);
+        for (iter, after) in expected.iter().enumerate() {
+            let g = f64::from(gradient[i]) + 0.1 * w;
+            m = 0.1 * g + 0.9 * m;
+            v = 0.001 * g * g + 0.999 * v;
+            let t = iter as i32 + 1;
+            let rate = 0.5 * (1.0 - 0.999f64.powi(t)).sqrt() / (1.0 - 0.9f64.powi(t));
+            w -= rate * m / (v.sqrt() + 1e-8);
+            assert!(
+                (f64::from(after[i]) - w).abs() < 1e-5,
+                "element {i}, step {iter}: {} vs {w}",
+                after[i]
+            );
+        }
+    }
 }
