@@ -174,7 +174,7 @@ impl Solver {
             param.train_state.as_ref(),
             options,
         );
-        let train = Net::new(
+        let mut train = Net::new(
             &train_param,
             &state,
             &NetOptions {
@@ -183,6 +183,13 @@ impl Solver {
                 seed,
             },
         )?;
+
+        // The solver's own `weights` files initialise the train net, in order (as `--weights` does).
+        for path in &param.weights {
+            let file = resolve(path);
+            let (weights, _) = files::read_net_binary(&file)?;
+            train.copy_trained_from(&weights, &file.display().to_string())?;
+        }
 
         // Test nets: the listed ones, then the general net for the remaining test_iter entries.
         let mut test_params: Vec<(NetParameter, String, PathBuf)> = Vec::new();
