@@ -1,6 +1,8 @@
 //! Softmax and log-sum-exp along the middle axis of an `(outer, channels, inner)` layout, the shape every Caffe
 //! layer with an `axis` parameter sees its input in.
 
+use super::exp::madd;
+
 /// Softmax of `x` into `y` along `channels`, for each of the `outer × inner` positions.
 /// Subtracts the maximum first, so no value overflows.
 pub fn softmax(x: &[f32], y: &mut [f32], outer: usize, channels: usize, inner: usize) {
@@ -113,16 +115,6 @@ fn prefetch_ahead(x: &[f32], from: usize, count: usize) {
 
 /// Lanes the row kernel keeps independent accumulators in (a multiple of every SIMD width in use).
 const LANES: usize = 8;
-
-/// `a · b + c`, fused where the CPU has FMA (the caller's `FMA` parameter says so), else two operations.
-#[inline(always)]
-fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
-    if FMA {
-        a.mul_add(b, c)
-    } else {
-        a * b + c
-    }
-}
 
 #[inline(always)]
 fn greater(a: f32, b: f32) -> f32 {
@@ -241,14 +233,14 @@ fn weighted_cross_entropy_row_portable<const FMA: bool>(
         .zip(grad[..split].chunks_exact_mut(LANES))
     {
         for j in 0..LANES {
-            let e = super::exp::exp(xs[j] - max);
+            let e = super::exp::exp_with::<FMA>(xs[j] - max);
             gs[j] = e;
             sums[j] += e;
         }
     }
     let mut sum: f32 = sums.iter().sum();
     for k in split..n {
-        let e = super::exp::exp(x[k] - max);
+        let e = super::exp::exp_with::<FMA>(x[k] - max);
         grad[k] = e;
         sum += e;
     }
@@ -424,7 +416,7 @@ fn column_tile<const FMA: bool>(
         let xs = &x[c * inner + start..][..len];
         let es = &mut exps[c * TILE..][..len];
         for t in 0..len {
-            let e = super::exp::exp(xs[t] - maxes[t]);
+            let e = super::exp::exp_with::<FMA>(xs[t] - maxes[t]);
             es[t] = e;
             sums[t] += e;
         }
