@@ -13,7 +13,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 ///
 /// The log keeps Caffe's line shapes; on a terminal a progress bar sits below it. Ctrl-C or SIGTERM
 /// snapshot and stop. At the end a plot of the training loss and test outputs is written next to the
-/// snapshots (<prefix>_training.svg).
+/// snapshots (`<prefix>_training.svg`).
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The solver prototxt.

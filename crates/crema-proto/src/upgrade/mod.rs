@@ -1,10 +1,10 @@
 //! Bringing old nets and solvers to today's form on load, in the order Caffe applies its upgrades:
 //!
-//! 1. V0 layers (`layers { layer { type: "conv" ... } }`) to V1 ([`v0`]), folding V0 padding layers into the
+//! 1. V0 layers (`layers { layer { type: "conv" ... } }`) to V1 (`v0.rs`), folding V0 padding layers into the
 //!    convolution or pooling that reads them;
 //! 2. V1 data layers' `scale`/`mean_file`/`crop_size`/`mirror` into `transform_param`;
 //! 3. V1 layers (`layers { type: INFOGAIN_LOSS blobs_lr: 1 }`) to `layer { type: "InfogainLoss" param { lr_mult } }`
-//!    ([`v1`]);
+//!    (`v1.rs`);
 //! 4. the net-level `input`/`input_dim`/`input_shape` fields to an `Input` layer;
 //! 5. old BatchNorm layers that list three `param`s get lr_mult and decay_mult 0.
 //!
