@@ -57,7 +57,7 @@ fn the_same_solver_twice_gives_the_same_weights_and_caffes_log_lines() {
     .into_owned();
     for line in [
         "Iteration 0, Testing net (#0)",
-        "    Test net output #1: accuracy = ",
+        "    Test net output #0: accuracy = ",
         "Iteration 100, loss = ",
         "    Train net output #0: loss = ",
         "Iteration 100, lr = 0.01",
