@@ -1,32 +1,13 @@
 //! `crema test`, `crema time` and `crema plot` as a user runs them.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
+
+use common::{crema, stderr, stdout, temp_dir};
+
+use std::path::Path;
 
 use crema::proto::{files, NetState};
 use crema::{Net, NetOptions};
-
-fn crema(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_crema"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("crema runs")
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("crema-ttp-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// Seven positions, four classes. The data are one-hot rows of the class the identity InnerProduct will
 /// predict; the labels say what is true; the last position is ignored.

@@ -1,17 +1,13 @@
 //! `crema train` as a user runs it: Caffe-shaped logs, the same weights from the same solver, fine-tuning from
 //! weights, resuming from a snapshot, and Ctrl-C leaving a loadable snapshot.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
-fn crema(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_crema"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("crema runs")
-}
+use common::crema;
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// A folder holding the shared training set and its nets, with the softmax solver set to `max_iter`.
 fn workspace(name: &str, max_iter: u32) -> PathBuf {

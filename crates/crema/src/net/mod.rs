@@ -477,7 +477,8 @@ impl Net {
         }
         // Sorted by name, as Caffe lists its outputs (it gathers them in a std::set), so logs line up.
         self.outputs = (0..self.blobs.len()).filter(|&b| !read[b]).collect();
-        self.outputs.sort_by(|&a, &b| self.blob_names[a].cmp(&self.blob_names[b]));
+        self.outputs
+            .sort_by(|&a, &b| self.blob_names[a].cmp(&self.blob_names[b]));
     }
 
     fn warn_softmax_before_infogain(&mut self) {
