@@ -309,8 +309,9 @@ fn columns_portable<const FMA: bool>(
     // (Taken out and put back rather than borrowed in a closure: a closure would not inherit the caller's
     // target features, and the kernel would lose its FMA and AVX code.)
     let mut weights = TILE_SCRATCH.take();
-    if weights.len() < 2 * channels * TILE {
-        weights.resize(2 * channels * TILE, 0.0);
+    let needed = 2 * channels * TILE + channels * LOOKUP_WIDTH;
+    if weights.len() < needed {
+        weights.resize(needed, 0.0);
     }
     let loss = columns_with_weights::<FMA>(
         x,
@@ -344,6 +345,21 @@ fn columns_with_weights<const FMA: bool>(
     grad: &mut [f32],
     weights: &mut [f32],
 ) -> f64 {
+    // H transposed and padded, one row of LOOKUP_WIDTH per class, for the in-register lookup.
+    let (table, weights) = weights.split_at_mut(channels * LOOKUP_WIDTH);
+    let lookup = FMA && channels <= LOOKUP_WIDTH;
+    if lookup {
+        for c in 0..channels {
+            for j in 0..LOOKUP_WIDTH {
+                table[c * LOOKUP_WIDTH + j] = if j < channels {
+                    h[j * channels + c]
+                } else {
+                    0.0
+                };
+            }
+        }
+    }
+    let table: Option<&[f32]> = lookup.then_some(&*table);
     let mut loss = 0.0f64;
     let mut start = 0;
     while start < inner {
@@ -351,16 +367,61 @@ fn columns_with_weights<const FMA: bool>(
         // A full tile gets a constant length, so its loops compile without remainder handling.
         loss += if len == TILE {
             column_tile::<FMA>(
-                x, channels, inner, start, TILE, labels, h, h_sums, scale, grad, weights,
+                x, channels, inner, start, TILE, labels, h, h_sums, scale, grad, weights, table,
             )
         } else {
             column_tile::<FMA>(
-                x, channels, inner, start, len, labels, h, h_sums, scale, grad, weights,
+                x, channels, inner, start, len, labels, h, h_sums, scale, grad, weights, table,
             )
         };
         start += len;
     }
     loss
+}
+
+/// Classes a row of the in-register lookup table holds (three AVX registers).
+const LOOKUP_WIDTH: usize = 24;
+
+/// `weights[c · TILE + t] = table[c · LOOKUP_WIDTH + classes[t]]` for a full tile: each class's table row sits
+/// in three registers and eight positions are looked up at once by permutes, instead of one load each.
+#[inline(always)]
+fn lookup_weights(table: &[f32], classes: &[i32; TILE], channels: usize, weights: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use core::arch::x86_64::*;
+        assert!(table.len() >= channels * LOOKUP_WIDTH && weights.len() >= channels * TILE);
+        // SAFETY: only reached from the AVX2+FMA instantiation (`table` is Some only when FMA is true); every
+        // load and store is within the slices checked above; class indices are below LOOKUP_WIDTH.
+        unsafe {
+            let seven = _mm256_set1_epi32(7);
+            let fifteen = _mm256_set1_epi32(15);
+            for c in 0..channels {
+                let row = table.as_ptr().add(c * LOOKUP_WIDTH);
+                let (t0, t1, t2) = (
+                    _mm256_loadu_ps(row),
+                    _mm256_loadu_ps(row.add(8)),
+                    _mm256_loadu_ps(row.add(16)),
+                );
+                for t in (0..TILE).step_by(8) {
+                    let index = _mm256_loadu_si256(classes.as_ptr().add(t).cast());
+                    let low = _mm256_permutevar8x32_ps(t0, index);
+                    let middle = _mm256_permutevar8x32_ps(t1, index);
+                    let high = _mm256_permutevar8x32_ps(t2, index);
+                    let above_7 = _mm256_castsi256_ps(_mm256_cmpgt_epi32(index, seven));
+                    let above_15 = _mm256_castsi256_ps(_mm256_cmpgt_epi32(index, fifteen));
+                    let value =
+                        _mm256_blendv_ps(_mm256_blendv_ps(low, middle, above_7), high, above_15);
+                    _mm256_storeu_ps(weights.as_mut_ptr().add(c * TILE + t), value);
+                }
+            }
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    for c in 0..channels {
+        for t in 0..TILE {
+            weights[c * TILE + t] = table[c * LOOKUP_WIDTH + classes[t] as usize];
+        }
+    }
 }
 
 /// One tile of positions `start .. start + len` of [`weighted_cross_entropy_columns`]; returns its loss.
@@ -378,21 +439,33 @@ fn column_tile<const FMA: bool>(
     scale: f32,
     grad: &mut [f32],
     weights: &mut [f32],
+    table: Option<&[f32]>,
 ) -> f64 {
     let mut loss = 0.0f64;
     let mut a = [0.0f32; TILE];
     let mut maxes = [f32::NEG_INFINITY; TILE];
     let mut sums = [0.0f32; TILE];
     let mut dots = [0.0f32; TILE];
-    // Row offset into H of each position (ignored positions read row 0 and are zeroed after).
-    let mut rows = [0i32; TILE];
-    for (row, &label) in rows.iter_mut().zip(&labels[start..start + len]) {
-        *row = label.max(0) * channels as i32;
-    }
-    for c in 0..channels {
-        let ws = &mut weights[c * TILE..][..len];
-        for t in 0..len {
-            ws[t] = h[rows[t] as usize + c];
+    // Each position's row of H (ignored positions read row 0 and are zeroed after).
+    match table {
+        Some(table) if len == TILE => {
+            let mut classes = [0i32; TILE];
+            for (class, &label) in classes.iter_mut().zip(&labels[start..start + len]) {
+                *class = label.max(0);
+            }
+            lookup_weights(table, &classes, channels, weights);
+        }
+        _ => {
+            let mut rows = [0usize; TILE];
+            for (row, &label) in rows.iter_mut().zip(&labels[start..start + len]) {
+                *row = label.max(0) as usize * channels;
+            }
+            for c in 0..channels {
+                let ws = &mut weights[c * TILE..][..len];
+                for t in 0..len {
+                    ws[t] = h[rows[t] + c];
+                }
+            }
         }
     }
     for (t, &label) in labels[start..start + len].iter().enumerate() {
@@ -513,7 +586,14 @@ mod cross_entropy_tests {
 
     #[test]
     fn column_kernel_matches_the_row_kernel() {
-        let (channels, inner) = (5, 70);
+        // 5 classes, and 21 (whose H rows span all three registers of the lookup).
+        for channels in [5, 21] {
+            column_kernel_matches_the_row_kernel_with(channels);
+        }
+    }
+
+    fn column_kernel_matches_the_row_kernel_with(channels: usize) {
+        let inner = 70;
         let x: Vec<f32> = (0..channels * inner)
             .map(|k| ((k * 13 % 17) as f32 - 8.0) * 0.3)
             .collect();
