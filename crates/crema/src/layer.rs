@@ -61,16 +61,23 @@ impl LayerContext<'_> {
     /// Resolves `path` from a parameter: as given when it exists, else in each search folder in turn; the
     /// path as given when found nowhere (so the error names what the user wrote).
     pub fn resolve(&self, path: &str) -> PathBuf {
-        let given = PathBuf::from(path);
-        if given.is_absolute() || given.exists() {
-            return given;
-        }
-        self.search_dirs
-            .iter()
-            .map(|dir| dir.join(path))
-            .find(|candidate| candidate.exists())
-            .unwrap_or(given)
+        resolve_path(path, self.search_dirs)
     }
+}
+
+/// Resolves a path read from a prototxt as Caffe does, against the working directory, then (crema's addition)
+/// against each folder of `search_dirs` in turn; the path as given when it is found nowhere, so that the error
+/// names what the user wrote.
+pub fn resolve_path(path: &str, search_dirs: &[PathBuf]) -> PathBuf {
+    let given = PathBuf::from(path);
+    if given.is_absolute() || given.exists() {
+        return given;
+    }
+    search_dirs
+        .iter()
+        .map(|dir| dir.join(path))
+        .find(|candidate| candidate.exists())
+        .unwrap_or(given)
 }
 
 /// How many bottoms or tops a layer takes.

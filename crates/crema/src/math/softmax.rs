@@ -83,6 +83,12 @@ mod tests {
     }
 }
 
+/// Whether this CPU runs the kernels' AVX2 + FMA versions (the answer is cached by the standard library).
+#[cfg(target_arch = "x86_64")]
+fn has_avx2_fma() -> bool {
+    std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+}
+
 /// Positions per tile of the column kernel: small enough that a tile's per-position values stay in registers
 /// and L1, large enough to vectorize well.
 const TILE: usize = 16;
@@ -144,7 +150,7 @@ pub fn weighted_cross_entropy_rows(
     grad: &mut [f32],
 ) -> f64 {
     #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+    if has_avx2_fma() {
         // SAFETY: the CPU has the features the function is compiled for.
         return unsafe { rows_avx2(x, channels, labels, h, h_sums, scale, grad) };
     }
@@ -268,7 +274,7 @@ pub fn weighted_cross_entropy_columns(
     grad: &mut [f32],
 ) -> f64 {
     #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+    if has_avx2_fma() {
         // SAFETY: the CPU has the features the function is compiled for.
         return unsafe { columns_avx2(x, channels, inner, labels, h, h_sums, scale, grad) };
     }

@@ -489,16 +489,11 @@ impl Net {
             let Some(&scores) = slot.bottoms.first() else {
                 continue;
             };
-            let producer = self
-                .slots
-                .iter()
-                .find(|s| (s.first_top..s.first_top + s.top_count).contains(&scores));
+            let producer = self.producer_slot(scores).map(|i| &self.slots[i]);
             let producer = match producer {
                 Some(p) if p.param.r#type() == "Split" => {
                     let source = p.bottoms[0];
-                    self.slots
-                        .iter()
-                        .find(|s| (s.first_top..s.first_top + s.top_count).contains(&source))
+                    self.producer_slot(source).map(|i| &self.slots[i])
                 }
                 other => other,
             };
@@ -681,7 +676,11 @@ impl Net {
 
     /// The index of the layer that makes blob `name` (its newest version).
     pub fn producer_of(&self, name: &str) -> Option<usize> {
-        let id = self.blob_id(name)?;
+        self.producer_slot(self.blob_id(name)?)
+    }
+
+    /// The index of the layer whose tops include blob `id`.
+    fn producer_slot(&self, id: usize) -> Option<usize> {
         self.slots
             .iter()
             .position(|s| (s.first_top..s.first_top + s.top_count).contains(&id))
@@ -704,11 +703,10 @@ impl Net {
         self.outputs
             .iter()
             .map(|&blob| {
-                let weight = self
-                    .slots
-                    .iter()
-                    .find(|s| (s.first_top..s.first_top + s.top_count).contains(&blob))
-                    .map_or(0.0, |s| s.loss_weights[blob - s.first_top]);
+                let weight = self.producer_slot(blob).map_or(0.0, |i| {
+                    let slot = &self.slots[i];
+                    slot.loss_weights[blob - slot.first_top]
+                });
                 (
                     self.blob_names[blob].clone(),
                     self.blobs[blob].data().to_vec(),

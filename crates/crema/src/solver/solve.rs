@@ -21,6 +21,7 @@ use crema_proto::{files, NetParameter, NetState, SolverParameter, SolverState};
 use super::{apply_update, create_rule, current_step, presolve, UpdateRule};
 use crate::blob::Blob;
 use crate::error::{Error, Result};
+use crate::layer::resolve_path;
 use crate::net::{Net, NetOptions};
 
 /// Where a solver's lines and progress go.
@@ -113,19 +114,8 @@ impl Solver {
             .and_then(|p| p.parent())
             .map(Path::to_path_buf)
             .unwrap_or_default();
-        let resolve = |path: &str| -> PathBuf {
-            let given = PathBuf::from(path);
-            if given.is_absolute() || given.exists() {
-                given
-            } else {
-                let beside = folder.join(path);
-                if beside.exists() {
-                    beside
-                } else {
-                    given
-                }
-            }
-        };
+        let search_dirs = [folder.clone()];
+        let resolve = |path: &str| resolve_path(path, &search_dirs);
         let load = |path: &str| -> Result<(NetParameter, String, PathBuf)> {
             let file = resolve(path);
             let (net, _) = files::read_net_text(&file)?;
