@@ -5,6 +5,8 @@
 //! - [`filler`]: initial values of learnable blobs.
 //! - [`net`]: [`Net`], layers wired into a graph and run forward and backward.
 //! - [`solver`]: learning-rate policies and update rules; [`data`]: the files data layers read.
+//! - [`imbalance`]: class weights from label counts (the ClassWeights layer, `crema infogain`); [`metrics`]:
+//!   confusion matrices, per-class recall, balanced accuracy.
 //! - [`math`]: the kernels (matrix products, softmax, random numbers), the one place that knows the device.
 //! - [`io`]: arrays in and out of .npy and .binaryproto files.
 //! - [`proto`]: Caffe's message types and files (re-exported from `crema-proto`).
@@ -14,6 +16,7 @@ pub mod blob;
 pub mod data;
 pub mod error;
 pub mod filler;
+pub mod imbalance;
 pub mod io;
 pub mod layer;
 pub mod layers;

@@ -10,7 +10,9 @@ pub mod accuracy;
 pub mod argmax;
 pub mod bias;
 pub mod bnll;
+pub mod class_weights;
 pub mod concat;
+pub mod constant;
 pub mod dropout;
 pub mod dummy_data;
 pub mod eltwise;
@@ -54,7 +56,9 @@ pub const REGISTRY: &[(&str, Constructor)] = &[
     ("ArgMax", argmax::create),
     ("BNLL", bnll::create),
     ("Bias", bias::create),
+    ("ClassWeights", class_weights::create),
     ("Concat", concat::create),
+    ("Constant", constant::create),
     ("Dropout", dropout::create),
     ("DummyData", dummy_data::create),
     ("ELU", elu::create),

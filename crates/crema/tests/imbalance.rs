@@ -1,0 +1,162 @@
+//! H for InfogainLoss inside nets: a Constant layer loads it once, a ClassWeights layer computes it from the
+//! labels; both feed InfogainLoss's third bottom and agree with H given as `source`.
+
+use std::path::{Path, PathBuf};
+
+use crema::io::{self, Array};
+use crema::proto::caffe::Phase;
+use crema::proto::{text, NetParameter, NetState};
+use crema::{Net, NetOptions};
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("crema-imbalance-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+fn build(definition: &str, phase: Phase, stages: &[&str]) -> crema::Result<Net> {
+    let param: NetParameter = text::parse(definition, "test.prototxt").unwrap();
+    let state = NetState {
+        phase: Some(phase as i32),
+        stage: stages.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    };
+    Net::new(&param, &state, &NetOptions::default())
+}
+
+const SCORES: [f32; 12] = [
+    0.5, -1.0, 2.0, 0.0, 1.5, -0.5, -2.0, 0.3, 0.7, 1.0, 1.0, -3.0,
+];
+const LABELS: [f32; 4] = [2.0, 0.0, 0.0, 1.0];
+
+/// Scores (4×3) and labels as Input blobs, then the given layers.
+fn with_inputs(layers: &str) -> String {
+    format!(
+        r#"
+layer {{ name: "in" type: "Input" top: "scores" top: "label"
+        input_param {{ shape {{ dim: 4 dim: 3 }} shape {{ dim: 4 }} }} }}
+{layers}"#
+    )
+}
+
+/// Loss and score gradient after one forward and backward, with the inputs set.
+fn run(net: &mut Net) -> (f32, Vec<f32>) {
+    net.blob_mut("scores")
+        .unwrap()
+        .data_mut()
+        .copy_from_slice(&SCORES);
+    net.blob_mut("label")
+        .unwrap()
+        .data_mut()
+        .copy_from_slice(&LABELS);
+    let loss = net.forward().unwrap();
+    net.backward().unwrap();
+    (loss, net.blob_diff("scores").unwrap().to_vec())
+}
+
+fn write_h(path: &Path, h: &[f32]) {
+    let array = Array::from_f32(vec![1, 1, 3, 3], h.to_vec()).unwrap();
+    io::write_array(path, &array).unwrap();
+}
+
+fn source_net(path: &Path) -> String {
+    with_inputs(&format!(
+        r#"layer {{ name: "loss" type: "InfogainLoss" bottom: "scores" bottom: "label" top: "loss"
+        infogain_loss_param {{ source: {path:?} }} }}"#
+    ))
+}
+
+fn assert_close(a: &[f32], b: &[f32]) {
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(b) {
+        assert!((x - y).abs() <= 1e-6 * y.abs().max(1.0), "{a:?} != {b:?}");
+    }
+}
+
+#[test]
+fn constant_h_is_read_once_and_feeds_infogain_as_the_third_bottom() {
+    let h = [2.0, 0.5, 0.0, 0.0, 1.0, 0.25, 0.1, 0.0, 3.0];
+    let path = scratch("H_constant.npy");
+    write_h(&path, &h);
+    let (expected_loss, expected_gradient) =
+        run(&mut build(&source_net(&path), Phase::Train, &[]).unwrap());
+
+    let definition = with_inputs(&format!(
+        r#"layer {{ name: "H" type: "Constant" top: "H" constant_param {{ source: {path:?} shape {{ dim: 1 dim: 1 dim: 3 dim: 3 }} }} }}
+layer {{ name: "loss" type: "InfogainLoss" bottom: "scores" bottom: "label" bottom: "H" top: "loss" }}"#
+    ));
+    let mut net = build(&definition, Phase::Train, &[]).unwrap();
+    // The file is gone after the net is built: every later iteration uses the values read at setup.
+    std::fs::remove_file(&path).unwrap();
+    for _ in 0..3 {
+        let (loss, gradient) = run(&mut net);
+        assert!((loss - expected_loss).abs() <= 1e-6 * expected_loss.abs());
+        assert_close(&gradient, &expected_gradient);
+        assert_eq!(net.blob("H").unwrap().data(), h);
+        assert!(net.blob_diff("H").unwrap().iter().all(|&d| d == 0.0));
+    }
+    // Building again does need the file, and says which.
+    let err = build(&definition, Phase::Train, &[])
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("layer \"H\" (Constant): constant_param.source: ")
+            && err.contains("H_constant.npy"),
+        "{err}"
+    );
+}
+
+const SEED_SHAPED: &str = r#"
+layer { name: "weights" type: "ClassWeights" bottom: "label" top: "H"
+        class_weights_param { num_classes: 3 } exclude { stage: "deploy" } }
+layer { name: "loss" type: "InfogainLoss" bottom: "scores" bottom: "label" bottom: "H" top: "loss"
+        infogain_loss_param { axis: 1 } loss_param { normalization: FULL } exclude { stage: "deploy" } }
+layer { name: "prob" type: "Softmax" bottom: "scores" top: "prob" include { stage: "deploy" } }
+"#;
+
+#[test]
+fn class_weights_from_the_batch_equal_h_from_a_file() {
+    // Labels (2, 0, 0, 1): counts (2, 1, 1), mean-one inverse frequency w = 4 / (3 n) = (2/3, 4/3, 4/3).
+    let h = [
+        2.0 / 3.0,
+        0.0,
+        0.0,
+        0.0,
+        4.0 / 3.0,
+        0.0,
+        0.0,
+        0.0,
+        4.0 / 3.0,
+    ];
+    let path = scratch("H_batch.binaryproto");
+    write_h(&path, &h);
+    let (expected_loss, expected_gradient) =
+        run(&mut build(&source_net(&path), Phase::Train, &[]).unwrap());
+
+    let mut net = build(&with_inputs(SEED_SHAPED), Phase::Train, &[]).unwrap();
+    let (loss, gradient) = run(&mut net);
+    assert_close(net.blob("H").unwrap().data(), &h);
+    assert!((loss - expected_loss).abs() <= 1e-6 * expected_loss.abs());
+    assert_close(&gradient, &expected_gradient);
+    assert!(!net.layer_names().any(|n| n == "prob"));
+
+    // The deploy stage keeps neither the weights nor the loss.
+    let deploy = build(&with_inputs(SEED_SHAPED), Phase::Test, &["deploy"]).unwrap();
+    let names: Vec<_> = deploy.layer_names().collect();
+    assert_eq!(names, ["in", "prob"]);
+}
+
+#[test]
+fn class_weights_errors_name_the_layer_and_the_label() {
+    let mut net = build(&with_inputs(SEED_SHAPED), Phase::Train, &[]).unwrap();
+    net.blob_mut("label")
+        .unwrap()
+        .data_mut()
+        .copy_from_slice(&[0.0, 1.0, 5.0, 0.0]);
+    let err = net.forward().unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "<net>: layer \"weights\" (ClassWeights): bottom[0] (labels): label 5 at position 2 is outside [0, 3) (num_classes is 3)"
+    );
+}
