@@ -17,8 +17,11 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    ComputeMean(commands::compute_mean::Args),
     Convert(commands::convert::Args),
+    ConvertImageset(commands::convert_imageset::Args),
     Forward(commands::forward::Args),
+    Infogain(commands::infogain::Args),
     Inspect(commands::inspect::Args),
     Plot(commands::plot::Args),
     Test(commands::test::Args),
@@ -30,8 +33,11 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::ComputeMean(args) => commands::compute_mean::run(args),
         Command::Convert(args) => commands::convert::run(args),
+        Command::ConvertImageset(args) => commands::convert_imageset::run(args),
         Command::Forward(args) => commands::forward::run(args),
+        Command::Infogain(args) => commands::infogain::run(args),
         Command::Inspect(args) => commands::inspect::run(args),
         Command::Plot(args) => commands::plot::run(args),
         Command::Test(args) => commands::test::run(args),

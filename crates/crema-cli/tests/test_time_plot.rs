@@ -27,6 +27,12 @@ layer { name: "accuracy" type: "Accuracy" bottom: "ip" bottom: "label" top: "acc
 
 /// Writes the tiny net and a .caffemodel holding its data, labels and identity weights into `dir`.
 fn write_tiny_net(dir: &Path) {
+    write_tiny_weights(dir, "tiny.caffemodel", [0, 1, 2, 3]);
+}
+
+/// Writes the tiny net and, as `file`, its data, labels and InnerProduct weights that map the one-hot row of
+/// class `i` to the scores of class `map[i]`.
+fn write_tiny_weights(dir: &Path, file: &str, map: [usize; 4]) {
     std::fs::write(dir.join("tiny.prototxt"), TINY_NET).unwrap();
     let (param, _) = files::read_net_text(&dir.join("tiny.prototxt")).unwrap();
     let state = NetState {
@@ -47,13 +53,13 @@ fn write_tiny_net(dir: &Path) {
         .data_mut()
         .copy_from_slice(&labels);
     let weights = net.layer_params_mut(ip);
-    let identity = weights[0].data_mut();
-    identity.fill(0.0);
-    for c in 0..4 {
-        identity[c * 4 + c] = 1.0;
+    let matrix = weights[0].data_mut();
+    matrix.fill(0.0);
+    for (c, &to) in map.iter().enumerate() {
+        matrix[to * 4 + c] = 1.0;
     }
     weights[1].data_mut().fill(0.0);
-    files::write_binary(&dir.join("tiny.caffemodel"), &net.to_proto(false)).unwrap();
+    files::write_binary(&dir.join(file), &net.to_proto(false)).unwrap();
 }
 
 #[test]
@@ -146,6 +152,189 @@ fn test_prints_batches_means_and_the_confusion_matrix() {
     assert!(
         names.contains(&"accuracy") && names.contains(&"loss"),
         "{names:?}"
+    );
+}
+
+/// The lines of the side-by-side table from the header that starts with `first` to the next blank line.
+fn table_after<'a>(text: &'a str, first: &str) -> Vec<&'a str> {
+    text.lines()
+        .skip_while(|l| !l.trim_start().starts_with(first))
+        .take_while(|l| !l.is_empty())
+        .collect()
+}
+
+#[test]
+fn test_with_several_weights_prints_recall_side_by_side() {
+    let dir = temp_dir("test-several");
+    write_tiny_net(&dir);
+    // Classes 0 and 1 both scored as 1: predicted 1 1 1 1 1 2 3 against true 0 0 1 2 1 2.
+    write_tiny_weights(&dir, "merged.caffemodel", [1, 1, 2, 3]);
+    let out = crema(
+        &[
+            "test",
+            "--model",
+            "tiny.prototxt",
+            "--weights",
+            "tiny.caffemodel",
+            "--label",
+            "identity",
+            "--weights",
+            "merged.caffemodel",
+            "--label",
+            "merged",
+            "--iterations",
+            "3",
+            "--json",
+            "several.json",
+        ],
+        &dir,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    // No per-batch lines: the comparison only.
+    assert!(!text.contains("Batch 0,"), "{text}");
+    assert!(
+        text.contains("Ran 3 iterations of net \"tiny\" (TEST phase) with each of 2 weights files"),
+        "{text}"
+    );
+    assert!(text.contains("  identity  tiny.caffemodel\n"), "{text}");
+    assert!(text.contains("  merged    merged.caffemodel\n"), "{text}");
+    let outputs = table_after(&text, "output");
+    assert_eq!(
+        outputs[0].split_whitespace().collect::<Vec<_>>(),
+        ["output", "identity", "merged", "change"]
+    );
+    let accuracy: Vec<&str> = outputs
+        .iter()
+        .find(|l| l.trim_start().starts_with("accuracy"))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        accuracy,
+        ["accuracy", "0.666667", "0.5", "-0.1667"],
+        "{text}"
+    );
+    assert!(
+        text.contains("not shown: per_class_accuracy (4 values); every value is in --json"),
+        "{text}"
+    );
+    assert!(
+        text.contains("18 positions counted, 3 with ignore_label -1 skipped"),
+        "{text}"
+    );
+    let expected = [
+        "  class              samples  identity  merged   change",
+        "  -----------------  -------  --------  ------  -------",
+        "  0                        6    1.0000  0.0000  -1.0000",
+        "  1                        6    0.5000  1.0000  +0.5000",
+        "  2                        6    0.5000  0.5000  +0.0000",
+        "  3                        0       n/a     n/a      n/a",
+    ];
+    assert_eq!(table_after(&text, "class"), expected, "{text}");
+    let summary = [
+        "  accuracy                18    0.6667  0.5000  -0.1667",
+        "  balanced accuracy             0.6667  0.5000  -0.1667",
+        "  macro F1                      0.6556  0.4127  -0.2429",
+        "  n/a: undefined (the class has no samples)",
+    ];
+    assert_eq!(table_after(&text, "accuracy    "), summary, "{text}");
+
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("several.json")).unwrap()).unwrap();
+    let runs = report["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2);
+    assert_eq!(runs[0]["label"], "identity");
+    assert_eq!(runs[1]["weights"], "merged.caffemodel");
+    assert_eq!(runs[1]["batches"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        runs[1]["accuracy_layers"][0]["confusion_matrix"],
+        serde_json::json!([[0, 6, 0, 0], [0, 6, 0, 0], [0, 3, 3, 0], [0, 0, 0, 0]])
+    );
+    assert_eq!(
+        runs[0]["accuracy_layers"][0]["confusion_matrix"],
+        serde_json::json!([[6, 0, 0, 0], [3, 3, 0, 0], [0, 3, 3, 0], [0, 0, 0, 0]])
+    );
+}
+
+#[test]
+fn several_weights_are_named_by_file_unless_labelled_and_labels_must_match() {
+    let dir = temp_dir("test-several-labels");
+    write_tiny_net(&dir);
+    write_tiny_weights(&dir, "merged.caffemodel", [1, 1, 2, 3]);
+    write_tiny_weights(&dir, "swapped.caffemodel", [0, 2, 1, 3]);
+    let out = crema(
+        &[
+            "test",
+            "--model",
+            "tiny.prototxt",
+            "--weights",
+            "tiny.caffemodel",
+            "--weights",
+            "merged.caffemodel",
+            "--weights",
+            "swapped.caffemodel",
+            "--iterations",
+            "1",
+        ],
+        &dir,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    // Three columns, named by file, and no change column (that is for two).
+    let header: Vec<&str> = table_after(&text, "class")[0].split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["class", "samples", "tiny", "merged", "swapped"],
+        "{text}"
+    );
+    // Swapping classes 1 and 2: predicted 0 0 2 2 0 1 against true 0 0 1 2 1 2.
+    let class2: Vec<&str> = table_after(&text, "class")
+        .into_iter()
+        .find(|l| l.trim_start().starts_with("2 "))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(class2, ["2", "2", "0.5000", "0.5000", "0.5000"], "{text}");
+
+    let out = crema(
+        &[
+            "test",
+            "--model",
+            "tiny.prototxt",
+            "--weights",
+            "tiny.caffemodel",
+            "--weights",
+            "merged.caffemodel",
+            "--label",
+            "only-one",
+        ],
+        &dir,
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("1 --label for 2 --weights"),
+        "{}",
+        stderr(&out)
+    );
+    // A weights file that does not exist is named.
+    let out = crema(
+        &[
+            "test",
+            "--model",
+            "tiny.prototxt",
+            "--weights",
+            "tiny.caffemodel",
+            "--weights",
+            "missing.caffemodel",
+        ],
+        &dir,
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("missing.caffemodel"),
+        "{}",
+        stderr(&out)
     );
 }
 

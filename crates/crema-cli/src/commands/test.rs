@@ -1,6 +1,7 @@
 //! `crema test`: score trained weights as `caffe test` does (each batch's outputs, then their means), and for
 //! every Accuracy layer of the net the confusion matrix of its scores and labels with per-class recall and
-//! precision, balanced accuracy and macro F1.
+//! precision, balanced accuracy and macro F1. Given several weights files, it scores each on the same batches
+//! and prints their outputs, per-class recall and balanced accuracy side by side.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -17,15 +18,27 @@ use crate::table::Table;
 /// Score trained weights: run N batches forward, print each batch's outputs and their means, and for every
 /// Accuracy layer the confusion matrix and per-class metrics.
 ///
+/// With several --weights (say a plain and a cost-sensitive run of the same net), each is scored on the same
+/// batches and the output means, per-class recall, accuracy, balanced accuracy and macro F1 of all of them are
+/// printed side by side, one column per weights file (named by --label, else the file's name).
+///
 /// Example: crema test --model train_val.prototxt --weights snapshot_iter_2000.caffemodel --iterations 20
+///
+/// Example: crema test --model net.prototxt --weights a_iter_1000.caffemodel --label plain --weights
+/// b_iter_1000.caffemodel --label weighted --iterations 5
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The net definition (prototxt; old V0/V1 formats are upgraded).
     #[arg(long)]
     model: PathBuf,
-    /// The trained weights to score (.caffemodel), copied into layers of the same name.
-    #[arg(long)]
-    weights: PathBuf,
+    /// The trained weights to score (.caffemodel), copied into layers of the same name. Repeat to compare
+    /// several weights files on the same batches.
+    #[arg(long, required = true, value_name = "FILE")]
+    weights: Vec<PathBuf>,
+    /// A name for each --weights in the side-by-side table, in the same order (give none or one per
+    /// --weights; default: the weights file's name without extension).
+    #[arg(long = "label", value_name = "NAME")]
+    labels: Vec<String>,
     /// Number of batches to run forward (each data layer reads its next batch every time).
     #[arg(long, default_value_t = 50)]
     iterations: usize,
@@ -38,7 +51,8 @@ pub struct Args {
     /// The net state's level.
     #[arg(long, default_value_t = 0)]
     level: i32,
-    /// Also write every number printed (batch outputs, means, confusion matrices, metrics) to this JSON file.
+    /// Also write every number printed (batch outputs, means, confusion matrices, metrics) to this JSON file;
+    /// with several --weights, one entry per weights file under "runs".
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
     /// Seed for random fillers and dropout.
@@ -354,38 +368,56 @@ fn write_json(path: &Path, value: &Value) -> Result<()> {
     Ok(())
 }
 
-pub fn run(args: Args) -> Result<()> {
-    if args.iterations == 0 {
-        bail!("--iterations 0: give at least 1 batch to run");
+/// One weights file scored: the means of the net's outputs and what its Accuracy layers counted.
+struct Scored {
+    mean_loss: f64,
+    /// Each output's name, the means of its values over the batches, and its loss weight.
+    outputs: Vec<(String, Vec<f64>, f32)>,
+    batches_json: Vec<Value>,
+    probes: Vec<Probe>,
+}
+
+impl Scored {
+    fn outputs_json(&self) -> Vec<Value> {
+        self.outputs
+            .iter()
+            .map(|(name, means, weight)| json!({ "name": name, "mean": means, "loss_weight": weight }))
+            .collect()
     }
-    let mut net = build_net(
+}
+
+/// Builds the net with `weights` and finds its Accuracy layers; `notes` prints what the user should know about
+/// the net (once, for the first of several weights files).
+fn open(args: &Args, weights: &Path, notes: bool) -> Result<(Net, Vec<Probe>)> {
+    let net = build_net(
         &args.model,
-        Some(&args.weights),
+        Some(weights),
         args.phase.phase(),
         &args.stages,
         args.level,
         args.seed,
     )?;
-    note_zero_inputs(&net, "test");
-    let mut probes = Probe::find(&net);
-    if probes.is_empty() {
-        eprintln!(
-            "note: the net has no Accuracy layer in the {} phase, so no confusion matrix: add one with the scores \
-             and labels as bottoms",
-            args.phase.name()
-        );
+    let probes = Probe::find(&net);
+    if notes {
+        note_zero_inputs(&net, "test");
+        if probes.is_empty() {
+            eprintln!(
+                "note: the net has no Accuracy layer in the {} phase, so no confusion matrix: add one with the \
+                 scores and labels as bottoms",
+                args.phase.name()
+            );
+        }
     }
-    println!(
-        "Running {} iterations of net \"{}\" ({} phase)",
-        args.iterations,
-        net.name(),
-        args.phase.name()
-    );
+    Ok((net, probes))
+}
 
+/// Runs `iterations` batches forward, counting for each Accuracy layer; with `print`, each batch's outputs
+/// are printed as `caffe test` prints them.
+fn score(net: &mut Net, mut probes: Vec<Probe>, iterations: usize, print: bool) -> Result<Scored> {
     let mut sums: Option<OutputSums> = None;
     let mut batches_json = Vec::new();
     let mut total_loss = 0.0f64;
-    for batch in 0..args.iterations {
+    for batch in 0..iterations {
         let loss = net
             .forward()
             .with_context(|| format!("forward of batch {batch}"))?;
@@ -407,39 +439,75 @@ pub fn run(args: Args) -> Result<()> {
                 );
             }
             for (sum, &value) in sums.sums[k].iter_mut().zip(values) {
-                println!("Batch {batch}, {name} = {}", caffe_number(f64::from(value)));
+                if print {
+                    println!("Batch {batch}, {name} = {}", caffe_number(f64::from(value)));
+                }
                 *sum += f64::from(value);
             }
             batch_json.push(json!({ "name": name, "values": values }));
         }
         batches_json.push(json!({ "batch": batch, "outputs": batch_json }));
         for probe in &mut probes {
-            probe.accumulate(&net, batch)?;
+            probe.accumulate(net, batch)?;
         }
     }
-
-    let n = args.iterations as f64;
-    let mean_loss = total_loss / n;
-    println!("Loss: {}", caffe_number(mean_loss));
+    let n = iterations as f64;
     let sums = sums.expect("at least one batch ran");
-    let mut outputs_json = Vec::new();
-    for ((name, sum), &weight) in sums.names.iter().zip(&sums.sums).zip(&sums.loss_weights) {
-        let means: Vec<f64> = sum.iter().map(|s| s / n).collect();
-        for &mean in &means {
-            let weighted = if weight != 0.0 {
+    let outputs = sums
+        .names
+        .into_iter()
+        .zip(sums.sums)
+        .zip(sums.loss_weights)
+        .map(|((name, sum), weight)| (name, sum.iter().map(|s| s / n).collect(), weight))
+        .collect();
+    Ok(Scored {
+        mean_loss: total_loss / n,
+        outputs,
+        batches_json,
+        probes,
+    })
+}
+
+pub fn run(args: Args) -> Result<()> {
+    if args.iterations == 0 {
+        bail!("--iterations 0: give at least 1 batch to run");
+    }
+    if !args.labels.is_empty() && args.labels.len() != args.weights.len() {
+        bail!(
+            "{} --label for {} --weights: give none or one per --weights, in the same order",
+            args.labels.len(),
+            args.weights.len()
+        );
+    }
+    if args.weights.len() > 1 {
+        return run_several(&args);
+    }
+    let weights = &args.weights[0];
+    let (mut net, probes) = open(&args, weights, true)?;
+    println!(
+        "Running {} iterations of net \"{}\" ({} phase)",
+        args.iterations,
+        net.name(),
+        args.phase.name()
+    );
+    let scored = score(&mut net, probes, args.iterations, true)?;
+
+    println!("Loss: {}", caffe_number(scored.mean_loss));
+    for (name, means, weight) in &scored.outputs {
+        for &mean in means {
+            let weighted = if *weight != 0.0 {
                 format!(
                     " (* {} = {} loss)",
-                    caffe_number(f64::from(weight)),
-                    caffe_number(f64::from(weight) * mean)
+                    caffe_number(f64::from(*weight)),
+                    caffe_number(f64::from(*weight) * mean)
                 )
             } else {
                 String::new()
             };
             println!("{name} = {}{weighted}", caffe_number(mean));
         }
-        outputs_json.push(json!({ "name": name, "mean": means, "loss_weight": weight }));
     }
-    for probe in &probes {
+    for probe in &scored.probes {
         println!();
         print!("{}", probe.report());
     }
@@ -447,20 +515,243 @@ pub fn run(args: Args) -> Result<()> {
     if let Some(path) = &args.json {
         let report = json!({
             "model": args.model.display().to_string(),
-            "weights": args.weights.display().to_string(),
+            "weights": weights.display().to_string(),
             "phase": args.phase.name(),
             "stages": args.stages,
             "level": args.level,
             "iterations": args.iterations,
-            "loss": mean_loss,
-            "outputs": outputs_json,
-            "batches": batches_json,
-            "accuracy_layers": probes.iter().map(Probe::to_json).collect::<Vec<_>>(),
+            "loss": scored.mean_loss,
+            "outputs": scored.outputs_json(),
+            "batches": scored.batches_json,
+            "accuracy_layers": scored.probes.iter().map(Probe::to_json).collect::<Vec<_>>(),
         });
         write_json(path, &report).with_context(|| format!("writing --json {}", path.display()))?;
         println!("\nwrote {}", path.display());
     }
     Ok(())
+}
+
+/// The name of each weights file's column: its --label, else the file name without extension.
+fn labels(args: &Args) -> Vec<String> {
+    if !args.labels.is_empty() {
+        return args.labels.clone();
+    }
+    args.weights
+        .iter()
+        .map(|w| {
+            w.file_stem().map_or_else(
+                || w.display().to_string(),
+                |s| s.to_string_lossy().into_owned(),
+            )
+        })
+        .collect()
+}
+
+/// `crema test` with several weights files: each scored on the same batches (a fresh net each time, so data
+/// layers start from the top), then one table of output means and, for every Accuracy layer, one of per-class
+/// recall and the summary metrics, a column per weights file.
+fn run_several(args: &Args) -> Result<()> {
+    let labels = labels(args);
+    let mut runs = Vec::with_capacity(args.weights.len());
+    let mut net_name = String::new();
+    for (i, weights) in args.weights.iter().enumerate() {
+        let (mut net, probes) = open(args, weights, i == 0)
+            .with_context(|| format!("--weights {}", weights.display()))?;
+        net_name = net.name().to_owned();
+        let scored = score(&mut net, probes, args.iterations, false)
+            .with_context(|| format!("--weights {}", weights.display()))?;
+        runs.push(scored);
+    }
+
+    println!(
+        "Ran {} iterations of net \"{}\" ({} phase) with each of {} weights files",
+        args.iterations,
+        net_name,
+        args.phase.name(),
+        args.weights.len()
+    );
+    let width = labels.iter().map(|l| l.chars().count()).max().unwrap_or(0);
+    for (label, weights) in labels.iter().zip(&args.weights) {
+        println!("  {label:width$}  {}", weights.display());
+    }
+    let two = runs.len() == 2;
+    let mut header = vec!["output".to_owned()];
+    header.extend(labels.iter().cloned());
+    if two {
+        header.push("change".into());
+    }
+    let columns = header.len();
+    let mut table = Table::new(header);
+    for column in 1..columns {
+        table = table.right(column);
+    }
+    let mut left_out = Vec::new();
+    for (k, (name, means, _)) in runs[0].outputs.iter().enumerate() {
+        if means.len() != 1 {
+            left_out.push(format!("{name} ({} values)", means.len()));
+            continue;
+        }
+        let values: Vec<f64> = runs.iter().map(|r| r.outputs[k].1[0]).collect();
+        let mut cells = vec![name.clone()];
+        cells.extend(values.iter().map(|&v| caffe_number(v)));
+        if two {
+            cells.push(format!("{:+.4}", values[1] - values[0]));
+        }
+        table.row(cells);
+    }
+    println!(
+        "\n  Means of the outputs over the {} batches",
+        args.iterations
+    );
+    print!("{}", table.render(2));
+    if !left_out.is_empty() {
+        println!(
+            "  not shown: {}; every value is in --json",
+            left_out.join(", ")
+        );
+    }
+
+    for p in 0..runs[0].probes.len() {
+        let probes: Vec<&Probe> = runs.iter().map(|r| &r.probes[p]).collect();
+        println!();
+        print!("{}", compare(&probes, &labels));
+    }
+
+    if let Some(path) = &args.json {
+        let report = json!({
+            "model": args.model.display().to_string(),
+            "phase": args.phase.name(),
+            "stages": args.stages,
+            "level": args.level,
+            "iterations": args.iterations,
+            "runs": runs.iter().zip(&labels).zip(&args.weights).map(|((r, label), weights)| json!({
+                "label": label,
+                "weights": weights.display().to_string(),
+                "loss": r.mean_loss,
+                "outputs": r.outputs_json(),
+                "batches": r.batches_json,
+                "accuracy_layers": r.probes.iter().map(Probe::to_json).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+        });
+        write_json(path, &report).with_context(|| format!("writing --json {}", path.display()))?;
+        println!("\nwrote {}", path.display());
+    }
+    Ok(())
+}
+
+/// One Accuracy layer as several weights files scored it: per-class recall, then accuracy, balanced accuracy
+/// and macro F1, a column per weights file (and their change when there are two).
+fn compare(probes: &[&Probe], labels: &[String]) -> String {
+    let mut out = String::new();
+    let first = probes[0];
+    let matrices: Vec<&ConfusionMatrix> = probes.iter().filter_map(|p| p.matrix.as_ref()).collect();
+    if matrices.len() != probes.len() {
+        return out;
+    }
+    let m0 = matrices[0];
+    let _ = write!(
+        out,
+        "Accuracy layer \"{}\" (scores \"{}\", labels \"{}\"): {} positions counted",
+        first.name,
+        first.scores,
+        first.labels,
+        m0.total()
+    );
+    if let Some(ignore) = first.ignore_label {
+        let _ = write!(out, ", {} with ignore_label {ignore} skipped", m0.ignored());
+    }
+    out.push('\n');
+    if first.top_k > 1 {
+        let _ = writeln!(
+            out,
+            "  (the layer's top_k is {}; the metrics below use the top-1 prediction)",
+            first.top_k
+        );
+    }
+    for (label, m) in labels.iter().zip(&matrices) {
+        if m.not_a_number() > 0 {
+            let _ = writeln!(
+                out,
+                "  {label}: {} positions with NaN scores skipped",
+                m.not_a_number()
+            );
+        }
+    }
+    let per_class: Vec<Vec<ClassMetrics>> = matrices.iter().map(|m| m.per_class()).collect();
+    let same_samples = per_class.iter().all(|pc| {
+        pc.len() == per_class[0].len()
+            && pc
+                .iter()
+                .zip(&per_class[0])
+                .all(|(a, b)| a.support == b.support)
+    });
+    if !same_samples {
+        out.push_str(
+            "  note: the weights files were scored on different samples (the data differ between runs); the \
+             samples column is the first one's\n",
+        );
+    }
+
+    out.push_str(
+        "\n  Recall per class, then accuracy, balanced accuracy (the mean recall) and macro F1\n",
+    );
+    let two = probes.len() == 2;
+    let mut header = vec!["class".to_owned(), "samples".to_owned()];
+    header.extend(labels.iter().cloned());
+    if two {
+        header.push("change".into());
+    }
+    let columns = header.len();
+    let mut table = Table::new(header);
+    for column in 1..columns {
+        table = table.right(column);
+    }
+    let row = |table: &mut Table, name: String, samples: String, values: Vec<Option<f64>>| {
+        let mut cells = vec![name, samples];
+        cells.extend(values.iter().map(|&v| metric(v)));
+        if two {
+            cells.push(match (values[0], values[1]) {
+                (Some(a), Some(b)) => format!("{:+.4}", b - a),
+                _ => "n/a".into(),
+            });
+        }
+        table.row(cells);
+    };
+    let classes = per_class.iter().map(Vec::len).max().unwrap_or(0);
+    for class in 0..classes {
+        let samples = per_class[0]
+            .get(class)
+            .map_or_else(String::new, |c| c.support.to_string());
+        let recalls = per_class
+            .iter()
+            .map(|pc| pc.get(class).and_then(|c| c.recall))
+            .collect();
+        row(&mut table, class.to_string(), samples, recalls);
+    }
+    table.row(Vec::<String>::new());
+    row(
+        &mut table,
+        "accuracy".into(),
+        m0.total().to_string(),
+        matrices.iter().map(|m| m.accuracy()).collect(),
+    );
+    row(
+        &mut table,
+        "balanced accuracy".into(),
+        String::new(),
+        matrices.iter().map(|m| m.balanced_accuracy()).collect(),
+    );
+    row(
+        &mut table,
+        "macro F1".into(),
+        String::new(),
+        matrices.iter().map(|m| m.macro_f1()).collect(),
+    );
+    out.push_str(&table.render(2));
+    if per_class.iter().flatten().any(|c| c.recall.is_none()) {
+        out.push_str("  n/a: undefined (the class has no samples)\n");
+    }
+    out
 }
 
 #[cfg(test)]

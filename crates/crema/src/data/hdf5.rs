@@ -449,6 +449,32 @@ impl Hdf5Source {
     }
 }
 
+/// Every value of dataset `name` in one `.h5` file, read whole (as f32), with the dataset's shape.
+pub fn read_dataset(path: &Path, name: &str) -> Result<(Vec<usize>, Vec<f32>)> {
+    let file = open_file(path)?;
+    let (dataset, dims) = find_dataset(&file, path, name)?;
+    let values = read_f32(&dataset).map_err(|e| {
+        Hdf5Error(format!(
+            "{}: cannot read the values of dataset \"{name}\": {}",
+            path.display(),
+            root_cause(&e)
+        ))
+    })?;
+    if values.len() != dims.iter().product::<usize>() {
+        return fail(format!(
+            "{}: dataset \"{name}\" gave {} values for its shape {dims:?}",
+            path.display(),
+            values.len()
+        ));
+    }
+    Ok((dims, values))
+}
+
+/// The `.h5` files a source list names, in its order, each found as [`Hdf5Source::open`] finds them.
+pub fn list_files(list: &Path) -> Result<Vec<PathBuf>> {
+    read_list(list)
+}
+
 /// Whether `order` holds each of `0..n` exactly once.
 fn is_permutation(order: &[usize], n: usize) -> bool {
     if order.len() != n {

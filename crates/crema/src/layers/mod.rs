@@ -13,6 +13,7 @@ pub mod bnll;
 pub mod class_weights;
 pub mod concat;
 pub mod constant;
+pub mod data;
 pub mod dropout;
 pub mod dummy_data;
 pub mod eltwise;
@@ -22,6 +23,7 @@ pub mod exp;
 pub mod flatten;
 pub mod hdf5_data;
 pub mod hinge_loss;
+pub mod image_data;
 pub mod infogain_loss;
 pub mod inner_product;
 pub mod input;
@@ -59,6 +61,7 @@ pub const REGISTRY: &[(&str, Constructor)] = &[
     ("ClassWeights", class_weights::create),
     ("Concat", concat::create),
     ("Constant", constant::create),
+    ("Data", data::create),
     ("Dropout", dropout::create),
     ("DummyData", dummy_data::create),
     ("ELU", elu::create),
@@ -68,6 +71,7 @@ pub const REGISTRY: &[(&str, Constructor)] = &[
     ("Flatten", flatten::create),
     ("HDF5Data", hdf5_data::create),
     ("HingeLoss", hinge_loss::create),
+    ("ImageData", image_data::create),
     ("InfogainLoss", infogain_loss::create),
     ("InnerProduct", inner_product::create),
     ("Input", input::create),
