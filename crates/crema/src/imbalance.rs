@@ -182,7 +182,7 @@ pub fn class_weights_into(
             *w = match method {
                 Method::InverseFrequency => 1.0 / n,
                 Method::MedianFrequency => median / (n / total as f64),
-                Method::EffectiveNumber { beta } if beta == 0.0 => 1.0,
+                Method::EffectiveNumber { beta: 0.0 } => 1.0,
                 // 1 - β^n computed as -expm1(n ln β) stays exact for β near 1.
                 Method::EffectiveNumber { beta } => (1.0 - beta) / -(n * beta.ln()).exp_m1(),
             };
