@@ -293,6 +293,9 @@ fn bad_images_and_records_are_errors_not_panics() {
         err.contains("--check-size") && err.contains("img 1.png"),
         "{err}"
     );
+    let err = fails(&["convert-imageset", "images", "list.txt", "x_lmdb"], &dir);
+    assert!(err.contains("did you mean \"images/\"?"), "{err}");
+    assert!(!dir.join("x_lmdb").exists());
     let err = fails(&["convert-imageset", "images/", "nope.txt", "x_lmdb"], &dir);
     assert!(err.contains("nope.txt"), "{err}");
 

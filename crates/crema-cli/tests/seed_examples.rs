@@ -109,13 +109,7 @@ fn class_weights_seed_trains_tests_and_deploys() {
 fn numpy_h_seed_converts_and_trains() {
     let dir = example_copy("seed-numpy-h");
     let converted = run_ok(
-        &[
-            "convert",
-            "H.npy",
-            "H.binaryproto",
-            "--shape",
-            "1,1,10,10",
-        ],
+        &["convert", "H.npy", "H.binaryproto", "--shape", "1,1,10,10"],
         &dir,
     );
     assert!(converted.contains("shape [1, 1, 10, 10]"), "{converted}");

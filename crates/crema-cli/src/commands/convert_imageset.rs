@@ -149,8 +149,16 @@ pub fn run(args: Args) -> Result<()> {
     if count == 0 {
         drop(writer);
         let _ = std::fs::remove_dir_all(&args.db_path);
+        let hint = if !args.root_folder.is_empty() && !args.root_folder.ends_with('/') {
+            format!(
+                " (ROOT_FOLDER is prepended as text, as Caffe does: did you mean \"{}/\"?)",
+                args.root_folder
+            )
+        } else {
+            String::new()
+        };
         bail!(
-            "no image of {} could be read (tried {} lines); nothing was written",
+            "no image of {} could be read (tried {} lines); nothing was written{hint}",
             args.list_file.display(),
             lines.len()
         );

@@ -8,7 +8,7 @@
 //! - an encoded image: `data` holds a JPEG or PNG file, `encoded` is true, and the sizes are unset (Caffe's
 //!   `convert_imageset --encoded` writes only `data`, `label` and `encoded`). It is decoded when read.
 //!
-//! [`image_datum`] makes a Datum from an image file as Caffe's `ReadImageToDatum` does; [`pixels`] gives back
+//! [`image_datum`] makes a Datum from an image file as Caffe's `ReadImageToDatum` does; [`pixels()`] gives back
 //! the image a Datum holds, decoding it when encoded.
 
 use std::path::Path;

@@ -53,6 +53,9 @@ fn lmdb_error(path: &Path, what: &str, error: heed::Error) -> Error {
     Error::io(path, source)
 }
 
+/// Records (key, value) read in key order inside one read transaction.
+type Records<'t> = Box<dyn Iterator<Item = heed::Result<(&'t [u8], &'t [u8])>> + 't>;
+
 /// A database of Datum records open for reading. Cheap to clone; clones share the environment.
 #[derive(Clone)]
 pub struct LmdbReader {
@@ -181,8 +184,8 @@ impl LmdbReader {
         &self,
         rtxn: &'t heed::RoTxn<'_, WithoutTls>,
         from: &[u8],
-    ) -> Result<Box<dyn Iterator<Item = heed::Result<(&'t [u8], &'t [u8])>> + 't>> {
-        let records: Box<dyn Iterator<Item = _>> = if from.is_empty() {
+    ) -> Result<Records<'t>> {
+        let records: Records<'t> = if from.is_empty() {
             Box::new(self.db.iter(rtxn).map_err(|e| self.read_error(e))?)
         } else {
             let range = (Bound::Included(from), Bound::Unbounded);

@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crema_proto::caffe::data_parameter::Db;
 use rand::Rng as _;
 
-use crate::blob::Blob;
+use crate::blob::{Blob, MAX_BLOB_COUNT};
 use crate::data::datum::{self, DatumPixels};
 use crate::data::lmdb::{key_text, LmdbReader};
 use crate::data::pixels::{invalid, ColorMode};
@@ -48,7 +48,8 @@ pub struct PrefetchingData<S: BatchSource> {
 
 impl<S: BatchSource> PrefetchingData<S> {
     /// The layer `type_name` handing out batches of `batch_size` images of shape `item` from `source`,
-    /// `depth` batches prefetched; it has `min_tops` to 2 tops (data, label).
+    /// `depth` batches prefetched; it has `min_tops` to 2 tops (data, label). An error when a batch would
+    /// hold more values than a blob may.
     pub fn new(
         type_name: &'static str,
         source: S,
@@ -56,15 +57,23 @@ impl<S: BatchSource> PrefetchingData<S> {
         batch_size: usize,
         item: [usize; 3],
         min_tops: usize,
-    ) -> Self {
-        let len = batch_size * item.iter().product::<usize>();
-        PrefetchingData {
+    ) -> LayerResult<Self> {
+        let len = item
+            .iter()
+            .try_fold(batch_size, |n, &d| n.checked_mul(d))
+            .filter(|&n| n <= MAX_BLOB_COUNT)
+            .ok_or_else(|| {
+                LayerError::new(format!(
+                    "a batch of {batch_size} images of {item:?} holds more than {MAX_BLOB_COUNT} values"
+                ))
+            })?;
+        Ok(PrefetchingData {
             type_name,
             prefetcher: Prefetcher::new(source, depth, len, batch_size),
             batch_size,
             item,
             min_tops,
-        }
+        })
     }
 
     /// The shape of the data top.
@@ -250,7 +259,7 @@ pub fn create(ctx: &mut LayerContext) -> LayerResult<Box<dyn Layer>> {
     let view = pixels.view();
     let item = transformer
         .output_shape(view.channels, view.height, view.width)
-        .map_err(|e| record(format!("{e}")))?;
+        .map_err(record)?;
     let mut rng = ctx.rng.clone();
     let mut next_key = Vec::new();
     if param.rand_skip() > 0 {
@@ -272,7 +281,7 @@ pub fn create(ctx: &mut LayerContext) -> LayerResult<Box<dyn Layer>> {
     let min_tops = 1;
     Ok(Box::new(PrefetchingData::new(
         "Data", source, depth, batch_size, item, min_tops,
-    )))
+    )?))
 }
 
 impl BatchSource for DatumSource {
@@ -593,6 +602,10 @@ mod tests {
             r#"top: "data" data_param {{ source: "{p}" batch_size: 1 backend: LMDB prefetch: 100000 }}"#
         ));
         assert!(err.starts_with("data_param.prefetch: "), "{err}");
+        let err = error(&format!(
+            r#"top: "data" data_param {{ source: "{p}" batch_size: 4000000000 backend: LMDB }}"#
+        ));
+        assert!(err.contains("holds more than"), "{err}");
         let err = error(r#"top: "data" data_param { source: "/nonexistent/db" batch_size: 1 }"#);
         assert!(
             err.starts_with("data_param.source: ")

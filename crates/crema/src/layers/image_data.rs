@@ -158,7 +158,7 @@ pub fn create(ctx: &mut LayerContext) -> LayerResult<Box<dyn Layer>> {
         batch_size,
         item,
         min_tops,
-    )))
+    )?))
 }
 
 impl ListSource {

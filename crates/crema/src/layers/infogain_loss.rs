@@ -21,7 +21,7 @@ use std::path::PathBuf;
 
 use rayon::prelude::*;
 
-use super::loss::{loss_settings, DeprecatedNormalize, LossSettings};
+use super::loss::{loss_settings, whole_class, DeprecatedNormalize, LossSettings};
 use crate::blob::{canonical_axis, Blob};
 use crate::io;
 use crate::layer::{Arity, Layer, LayerContext, LayerError, LayerResult};
@@ -31,6 +31,8 @@ use crate::math::softmax;
 const PARALLEL_MIN_VALUES: usize = 1 << 16;
 /// Scores per parallel task.
 const TASK_VALUES: usize = 1 << 15;
+/// Labels checked per task.
+const LABEL_CHUNK: usize = 1 << 14;
 
 /// The InfogainLoss layer.
 pub struct InfogainLoss {
@@ -100,30 +102,50 @@ fn row_sums(h: &[f32], channels: usize, sums: &mut [f32]) {
 impl InfogainLoss {
     /// Checks every label and stores its class index (-1 when ignored); returns how many count.
     fn read_labels(&mut self, labels: &[f32]) -> LayerResult<usize> {
-        let channels = self.channels as f32;
-        let mut valid = 0;
-        for (position, (&value, index)) in labels.iter().zip(self.labels.iter_mut()).enumerate() {
-            if self
-                .settings
-                .ignore_label
-                .is_some_and(|ignore| value == ignore as f32)
-            {
-                *index = -1;
-                continue;
+        let (channels, ignore) = (self.channels, self.settings.ignore_label);
+        // Per chunk: the number of valid labels, or the first bad one. Chunks run in parallel on large inputs
+        // (a segmentation batch has a label per pixel); the first bad label in position order is reported.
+        let read = |(chunk, (labels, indices)): (usize, (&[f32], &mut [i32]))| {
+            let mut valid = 0;
+            for (offset, (&value, index)) in labels.iter().zip(indices).enumerate() {
+                if ignore.is_some_and(|i| value == i as f32) {
+                    *index = -1;
+                    continue;
+                }
+                let Some(class) = whole_class(value, channels) else {
+                    return Err((chunk * LABEL_CHUNK + offset, value));
+                };
+                *index = class as i32;
+                valid += 1;
             }
-            if !(value.fract() == 0.0 && value >= 0.0 && value < channels) {
-                return Err(LayerError::new(format!(
-                    "label {value} at position {position} is not a class index in [0, {}){}",
-                    self.channels,
-                    self.settings
-                        .ignore_label
-                        .map_or(String::new(), |i| format!(" nor the ignore_label {i}"))
-                )));
-            }
-            *index = value as i32;
-            valid += 1;
-        }
-        Ok(valid)
+            Ok(valid)
+        };
+        // Combined in position order, so the leftmost error wins.
+        let combine = |a: Result<usize, (usize, f32)>, b| match (a, b) {
+            (Ok(x), Ok(y)) => Ok(x + y),
+            (Err(e), _) | (_, Err(e)) => Err(e),
+        };
+        let result = if labels.len() >= 2 * LABEL_CHUNK && rayon::current_num_threads() > 1 {
+            labels
+                .par_chunks(LABEL_CHUNK)
+                .zip(self.labels.par_chunks_mut(LABEL_CHUNK))
+                .enumerate()
+                .map(read)
+                .reduce(|| Ok(0), combine)
+        } else {
+            labels
+                .chunks(LABEL_CHUNK)
+                .zip(self.labels.chunks_mut(LABEL_CHUNK))
+                .enumerate()
+                .map(read)
+                .fold(Ok(0), combine)
+        };
+        result.map_err(|(position, value)| {
+            LayerError::new(format!(
+                "label {value} at position {position} is not a class index in [0, {channels}){}",
+                ignore.map_or(String::new(), |i| format!(" nor the ignore_label {i}"))
+            ))
+        })
     }
 }
 
@@ -415,6 +437,19 @@ mod tests {
         let labels = Blob::from_data(&[3], vec![0.0; 3]).unwrap();
         let top = run(layer.as_mut(), &[&scores, &labels, &h(2)], 1).unwrap();
         assert_eq!(top[0].data()[0], 0.0);
+    }
+
+    #[test]
+    fn the_first_bad_label_is_named_when_labels_are_checked_in_parallel_chunks() {
+        let positions = 3 * LABEL_CHUNK + 5;
+        let scores = uniform_blob(&[1, 2, positions], -1.0, 1.0, 1);
+        let mut values = vec![1.0; positions];
+        values[2 * LABEL_CHUNK + 3] = 2.0;
+        values[LABEL_CHUNK + 1] = -3.0;
+        let labels = Blob::from_data(&[1, positions], values).unwrap();
+        let err = run(layer("").as_mut(), &[&scores, &labels, &h(2)], 1).unwrap_err();
+        let expected = format!("label -3 at position {} is not", LABEL_CHUNK + 1);
+        assert!(err.0.contains(&expected), "{err}");
     }
 
     #[test]

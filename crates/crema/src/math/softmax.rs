@@ -401,20 +401,17 @@ fn lookup_weights(table: &[f32], classes: &[i32; TILE], channels: usize, weights
         unsafe {
             let seven = _mm256_set1_epi32(7);
             let fifteen = _mm256_set1_epi32(15);
-            for c in 0..channels {
-                let row = table.as_ptr().add(c * LOOKUP_WIDTH);
-                let (t0, t1, t2) = (
-                    _mm256_loadu_ps(row),
-                    _mm256_loadu_ps(row.add(8)),
-                    _mm256_loadu_ps(row.add(16)),
-                );
-                for t in (0..TILE).step_by(8) {
-                    let index = _mm256_loadu_si256(classes.as_ptr().add(t).cast());
-                    let low = _mm256_permutevar8x32_ps(t0, index);
-                    let middle = _mm256_permutevar8x32_ps(t1, index);
-                    let high = _mm256_permutevar8x32_ps(t2, index);
-                    let above_7 = _mm256_castsi256_ps(_mm256_cmpgt_epi32(index, seven));
-                    let above_15 = _mm256_castsi256_ps(_mm256_cmpgt_epi32(index, fifteen));
+            // Positions outside, classes inside: the indices and the blend masks are made once per eight
+            // positions.
+            for t in (0..TILE).step_by(8) {
+                let index = _mm256_loadu_si256(classes.as_ptr().add(t).cast());
+                let above_7 = _mm256_castsi256_ps(_mm256_cmpgt_epi32(index, seven));
+                let above_15 = _mm256_castsi256_ps(_mm256_cmpgt_epi32(index, fifteen));
+                for c in 0..channels {
+                    let row = table.as_ptr().add(c * LOOKUP_WIDTH);
+                    let low = _mm256_permutevar8x32_ps(_mm256_loadu_ps(row), index);
+                    let middle = _mm256_permutevar8x32_ps(_mm256_loadu_ps(row.add(8)), index);
+                    let high = _mm256_permutevar8x32_ps(_mm256_loadu_ps(row.add(16)), index);
                     let value =
                         _mm256_blendv_ps(_mm256_blendv_ps(low, middle, above_7), high, above_15);
                     _mm256_storeu_ps(weights.as_mut_ptr().add(c * TILE + t), value);
