@@ -323,3 +323,35 @@ fn bad_images_and_records_are_errors_not_panics() {
     let err = fails(&["compute-mean", "no_lmdb"], &dir);
     assert!(err.contains("no_lmdb"), "{err}");
 }
+
+#[test]
+fn infogain_counts_the_labels_of_an_lmdb_and_of_an_image_list() {
+    let dir = workspace("infogain");
+    // Every label-0 image, and one each of labels 1 and 2: counts (4, 1, 1).
+    let list = std::fs::read_to_string(dir.join("list.txt")).unwrap();
+    let mut seen = [0; 3];
+    let mut uneven = String::new();
+    for line in list.lines() {
+        let label: usize = line.rsplit(' ').next().unwrap().parse().unwrap();
+        if label == 0 || seen[label] == 0 {
+            uneven.push_str(line);
+            uneven.push('\n');
+            seen[label] += 1;
+        }
+    }
+    std::fs::write(dir.join("uneven.txt"), uneven).unwrap();
+    ok(&["convert-imageset", "images/", "uneven.txt", "uneven_lmdb"], &dir);
+    for source in ["uneven_lmdb", "uneven_lmdb/data.mdb", "uneven.txt"] {
+        let printed = ok(&["infogain", "--source", source, "-o", "H.npy"], &dir);
+        let kind = if source.ends_with(".txt") {
+            "6 labels (image list)"
+        } else {
+            "6 labels (LMDB of Datum records)"
+        };
+        assert!(printed.contains(kind), "{printed}");
+        // Mean one: w = N / (C n) = 6 / (3 n) = (0.5, 2, 2).
+        let h = crema::io::read_npy(&dir.join("H.npy")).unwrap().to_f32_vec();
+        let diagonal: Vec<f32> = (0..3).map(|i| h[i * 4]).collect();
+        assert_eq!(diagonal, [0.5, 2.0, 2.0], "{source}");
+    }
+}

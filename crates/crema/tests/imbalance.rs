@@ -160,3 +160,44 @@ fn class_weights_errors_name_the_layer_and_the_label() {
         "<net>: layer \"weights\" (ClassWeights): bottom[0] (labels): label 5 at position 2 is outside [0, 3) (num_classes is 3)"
     );
 }
+
+struct Quiet;
+
+impl crema::solver::SolverLog for Quiet {
+    fn line(&mut self, _text: &str) {}
+}
+
+#[test]
+fn caffes_own_way_a_parameter_layer_with_lr_mult_0_keeps_h_fixed_while_training() {
+    // H given in the prototxt as the Parameter layer's blob; lr_mult 0 keeps the solver off it.
+    let h = [2.0f32, 0.0, 0.0, 0.0, 0.5, 0.0, 0.0, 0.0, 1.0];
+    let data: Vec<String> = h.iter().map(|v| format!("data: {v}")).collect();
+    let solver_text = format!(
+        r#"
+base_lr: 0.1 lr_policy: "fixed" momentum: 0.9 weight_decay: 0.01 max_iter: 5 display: 0 random_seed: 3
+snapshot_after_train: false
+net_param {{
+  layer {{ name: "in" type: "DummyData" top: "data" top: "label"
+          dummy_data_param {{ shape {{ dim: 4 dim: 2 }} shape {{ dim: 4 }}
+                             data_filler {{ type: "gaussian" }} data_filler {{ type: "constant" value: 1 }} }} }}
+  layer {{ name: "ip" type: "InnerProduct" bottom: "data" top: "scores"
+          inner_product_param {{ num_output: 3 weight_filler {{ type: "xavier" }} }} }}
+  layer {{ name: "H" type: "Parameter" top: "H" param {{ lr_mult: 0 decay_mult: 0 }}
+          parameter_param {{ shape {{ dim: 3 dim: 3 }} }}
+          blobs {{ shape {{ dim: 3 dim: 3 }} {} }} }}
+  layer {{ name: "loss" type: "InfogainLoss" bottom: "scores" bottom: "label" bottom: "H" top: "loss" }}
+}}"#,
+        data.join(" ")
+    );
+    let param: crema::proto::SolverParameter = text::parse(&solver_text, "solver.prototxt").unwrap();
+    let mut solver =
+        crema::solver::Solver::new(param, &crema::solver::SolverOptions::default()).unwrap();
+    let ip = solver.net().layer_index("ip").unwrap();
+    let before = solver.net().layer_params(ip)[0].data().to_vec();
+    solver.solve(&mut Quiet).unwrap();
+    let net = solver.net();
+    let h_layer = net.layer_index("H").unwrap();
+    assert_eq!(net.layer_params(h_layer)[0].data(), h);
+    assert_eq!(net.blob("H").unwrap().data(), h);
+    assert_ne!(net.layer_params(ip)[0].data(), before.as_slice());
+}
