@@ -340,7 +340,10 @@ fn infogain_counts_the_labels_of_an_lmdb_and_of_an_image_list() {
         }
     }
     std::fs::write(dir.join("uneven.txt"), uneven).unwrap();
-    ok(&["convert-imageset", "images/", "uneven.txt", "uneven_lmdb"], &dir);
+    ok(
+        &["convert-imageset", "images/", "uneven.txt", "uneven_lmdb"],
+        &dir,
+    );
     for source in ["uneven_lmdb", "uneven_lmdb/data.mdb", "uneven.txt"] {
         let printed = ok(&["infogain", "--source", source, "-o", "H.npy"], &dir);
         let kind = if source.ends_with(".txt") {
@@ -350,8 +353,19 @@ fn infogain_counts_the_labels_of_an_lmdb_and_of_an_image_list() {
         };
         assert!(printed.contains(kind), "{printed}");
         // Mean one: w = N / (C n) = 6 / (3 n) = (0.5, 2, 2).
-        let h = crema::io::read_npy(&dir.join("H.npy")).unwrap().to_f32_vec();
+        let h = crema::io::read_npy(&dir.join("H.npy"))
+            .unwrap()
+            .to_f32_vec();
         let diagonal: Vec<f32> = (0..3).map(|i| h[i * 4]).collect();
         assert_eq!(diagonal, [0.5, 2.0, 2.0], "{source}");
     }
+    // The data.mdb of the working directory (a path with no folder part).
+    let printed = ok(
+        &["infogain", "--source", "data.mdb", "-o", "../H2.npy"],
+        &dir.join("uneven_lmdb"),
+    );
+    assert!(
+        printed.contains("6 labels (LMDB of Datum records)"),
+        "{printed}"
+    );
 }

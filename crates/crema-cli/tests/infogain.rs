@@ -168,6 +168,11 @@ fn bad_input_is_named() {
         &Array::from_f32(vec![2], vec![0.0, 1.5]).unwrap(),
     )
     .unwrap();
+    io::write_npy(
+        &dir.join("huge.npy"),
+        &Array::from_f64(vec![2], vec![0.0, 2e9]).unwrap(),
+    )
+    .unwrap();
     std::fs::write(dir.join("diag.csv"), "1, 0\n0, 0\n").unwrap();
     std::fs::write(dir.join("short.csv"), "0, 1\n").unwrap();
     for (args, message) in [
@@ -189,6 +194,22 @@ fn bad_input_is_named() {
         (
             vec!["--source", "labels.npy", "-o", "H.txt"],
             "unknown array file extension",
+        ),
+        // H holds C × C values: far more classes than a blob holds are refused before anything is allocated.
+        (
+            vec![
+                "--source",
+                "labels.npy",
+                "--num-classes",
+                "5000000000",
+                "-o",
+                "H.npy",
+            ],
+            "--num-classes 5000000000: at most 46340 classes",
+        ),
+        (
+            vec!["--source", "huge.npy", "-o", "H.npy"],
+            "label 2000000000 at position 1 would make 2000000001 classes; at most 46340",
         ),
         (
             vec!["--source", "missing.txt", "-o", "H.npy"],

@@ -10,11 +10,13 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 
 fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("infogain_loss_forward_backward");
-    for (label, shape) in [
-        ("256x10", vec![256, 10]),
-        ("1024x100", vec![1024, 100]),
-        ("4096x1000", vec![4096, 1000]),
-        ("8x21x128x128", vec![8, 21, 128, 128]),
+    // A dense random H (the general case), and a diagonal one (class weights, the common case).
+    for (label, shape, diagonal) in [
+        ("256x10", vec![256, 10], false),
+        ("1024x100", vec![1024, 100], false),
+        ("4096x1000", vec![4096, 1000], false),
+        ("8x21x128x128", vec![8, 21, 128, 128], false),
+        ("8x21x128x128_diagonal_H", vec![8, 21, 128, 128], true),
     ] {
         let classes = shape[1];
         let mut scores = uniform_blob(&shape, -4.0, 4.0, 1);
@@ -22,8 +24,15 @@ fn bench(c: &mut Criterion) {
         label_shape.remove(1);
         let mut labels = uniform_blob(&label_shape, 0.0, classes as f32, 2);
         labels.data_mut().iter_mut().for_each(|v| *v = v.floor());
-        let h = uniform_blob(&[classes, classes], 0.0, 1.0, 3);
-        let h_path = std::env::temp_dir().join(format!("crema-bench-H_{classes}.npy"));
+        let mut h = uniform_blob(&[classes, classes], 0.0, 1.0, 3);
+        if diagonal {
+            for (i, v) in h.data_mut().iter_mut().enumerate() {
+                if i % (classes + 1) != 0 {
+                    *v = 0.0;
+                }
+            }
+        }
+        let h_path = std::env::temp_dir().join(format!("crema-bench-H_{label}.npy"));
         let h_array =
             crema::io::Array::from_f32(vec![classes, classes], h.data().to_vec()).unwrap();
         crema::io::write_npy(&h_path, &h_array).unwrap();

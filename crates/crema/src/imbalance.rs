@@ -28,6 +28,17 @@
 //! assert!((w[0] - 40.0 / 60.0).abs() < 1e-12 && (w[1] - 2.0).abs() < 1e-12 && w[2] == w[1]);
 //! ```
 
+/// The most classes: `H = diag(w)` holds C × C values, and a blob at most [`crate::blob::MAX_BLOB_COUNT`]
+/// (46340² ≤ 2³¹ - 1 < 46341²). A class count read from a file or a label is checked against it before anything
+/// is allocated for it.
+pub const MAX_CLASSES: usize = 46_340;
+
+// H = diag(w) of the most classes fits a blob, and of one more would not.
+const _: () = assert!(
+    MAX_CLASSES * MAX_CLASSES <= crate::blob::MAX_BLOB_COUNT
+        && (MAX_CLASSES + 1) * (MAX_CLASSES + 1) > crate::blob::MAX_BLOB_COUNT
+);
+
 /// How raw class weights are computed from counts (see the module documentation).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Method {
@@ -66,22 +77,28 @@ pub enum ImbalanceError {
     BadCount { class: usize, value: f64 },
     #[error("no classes: the number of classes must be at least 1")]
     NoClasses,
+    #[error("{0} classes; at most {MAX_CLASSES} (H holds C × C values)")]
+    TooManyClasses(usize),
 }
 
 /// Per-class counts of `labels`, each an integer in `[0, classes)` unless it equals `ignore_label` (then it is
 /// skipped). Values are checked: a fractional, non-finite or out-of-range label is an error naming its position.
+/// At most [`MAX_CLASSES`] classes.
 pub fn count_labels(
     labels: impl IntoIterator<Item = f64> + Clone,
     classes: usize,
     ignore_label: Option<i64>,
 ) -> Result<Vec<u64>, ImbalanceError> {
+    if classes > MAX_CLASSES {
+        return Err(ImbalanceError::TooManyClasses(classes));
+    }
     let mut counts = vec![0u64; classes];
     add_label_counts(&mut counts, labels, ignore_label)?;
     Ok(counts)
 }
 
 /// Adds the counts of `labels` to `counts` (as [`count_labels`], the class count being `counts.len()`). On an
-/// error `counts` is left unchanged.
+/// error `counts` is left unchanged. A count stops at `u64::MAX` rather than wrapping around.
 pub fn add_label_counts(
     counts: &mut [u64],
     labels: impl IntoIterator<Item = f64> + Clone,
@@ -94,7 +111,7 @@ pub fn add_label_counts(
     }
     for (index, value) in labels.into_iter().enumerate() {
         if let Some(class) = label_class(index, value, classes, ignore_label)? {
-            counts[class] += 1;
+            counts[class] = counts[class].saturating_add(1);
         }
     }
     Ok(())
@@ -168,7 +185,8 @@ pub fn class_weights_into(
             return Err(ImbalanceError::BadBeta(beta));
         }
     }
-    let total: u64 = counts.iter().sum();
+    // Counts given by a user (or a saved state) may sum past u64.
+    let total: u128 = counts.iter().map(|&n| u128::from(n)).sum();
     if total == 0 {
         weights.fill(1.0);
     } else {
@@ -203,7 +221,7 @@ pub fn class_weights_into(
 
 /// The median of the present classes' frequencies `n_c / N` (the mean of the two middle ones for an even
 /// number of classes, as numpy's median), sorting in `scratch` (at least one value per class).
-fn median_frequency(counts: &[u64], total: u64, scratch: &mut [f64]) -> f64 {
+fn median_frequency(counts: &[u64], total: u128, scratch: &mut [f64]) -> f64 {
     let mut present = 0;
     for &n in counts.iter().filter(|&&n| n > 0) {
         scratch[present] = n as f64;
@@ -417,6 +435,50 @@ mod tests {
                 Err(ImbalanceError::BadCount { class: 1, .. })
             ));
         }
+    }
+
+    #[test]
+    fn counts_summing_past_u64_do_not_overflow() {
+        let half = u64::MAX / 2;
+        for normalization in [
+            Normalization::MeanOne,
+            Normalization::SumOne,
+            Normalization::None,
+        ] {
+            let w =
+                class_weights(&[half, half, 10], Method::MedianFrequency, normalization).unwrap();
+            assert!(w.iter().all(|w| w.is_finite() && *w > 0.0), "{w:?}");
+            assert_eq!(w[0], w[1]);
+            assert!(w[2] > w[0]);
+        }
+        // Mean one: 2 half w0 + 10 w2 = N with w ∝ 1/n: each class weighs N / 3.
+        let w = class_weights(
+            &[half, half, 10],
+            Method::InverseFrequency,
+            Normalization::MeanOne,
+        )
+        .unwrap();
+        let n = 2.0 * half as f64 + 10.0;
+        close(
+            &w,
+            &[n / 3.0 / half as f64, n / 3.0 / half as f64, n / 30.0],
+        );
+        // Counting on past the top saturates.
+        let mut counts = vec![u64::MAX, 0];
+        add_label_counts(&mut counts, [0.0, 1.0], None).unwrap();
+        assert_eq!(counts, [u64::MAX, 1]);
+    }
+
+    #[test]
+    fn too_many_classes_are_refused_before_allocating() {
+        assert_eq!(
+            count_labels([0.0], MAX_CLASSES + 1, None),
+            Err(ImbalanceError::TooManyClasses(MAX_CLASSES + 1))
+        );
+        assert_eq!(
+            count_labels([0.0], MAX_CLASSES, None).unwrap().len(),
+            MAX_CLASSES
+        );
     }
 
     #[test]

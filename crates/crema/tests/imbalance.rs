@@ -189,7 +189,8 @@ net_param {{
 }}"#,
         data.join(" ")
     );
-    let param: crema::proto::SolverParameter = text::parse(&solver_text, "solver.prototxt").unwrap();
+    let param: crema::proto::SolverParameter =
+        text::parse(&solver_text, "solver.prototxt").unwrap();
     let mut solver =
         crema::solver::Solver::new(param, &crema::solver::SolverOptions::default()).unwrap();
     let ip = solver.net().layer_index("ip").unwrap();

@@ -81,6 +81,10 @@ pub fn run(args: Args) -> Result<()> {
     let source = args.source.display();
     let classes = match args.num_classes {
         Some(0) => bail!("--num-classes must be at least 1"),
+        Some(c) if c > imbalance::MAX_CLASSES => bail!(
+            "--num-classes {c}: at most {} classes (H holds C × C values)",
+            imbalance::MAX_CLASSES
+        ),
         Some(c) => c,
         None => infer_classes(&labels.values, args.ignore_label)
             .map_err(|e| anyhow!("{source}: {e}"))?,
@@ -149,6 +153,13 @@ fn infer_classes(labels: &[f64], ignore_label: Option<i64>) -> Result<usize> {
         }
         if label < 0 {
             bail!("label {label} at position {index} is negative (give --ignore-label if it marks samples to skip)");
+        }
+        if label as u64 >= imbalance::MAX_CLASSES as u64 {
+            bail!(
+                "label {label} at position {index} would make {} classes; at most {} (H holds C × C values)",
+                label + 1,
+                imbalance::MAX_CLASSES
+            );
         }
         largest = largest.max(Some(label));
     }

@@ -17,7 +17,7 @@ use crema_proto::Datum;
 
 use super::pixels::{self, invalid, ColorMode, Encoding, Image};
 use super::transform::{Values, View};
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// The image a Datum holds: its raw values, borrowed, or the image its encoded bytes decode to.
 #[derive(Debug)]
@@ -119,7 +119,7 @@ pub fn image_datum(
     mode: ColorMode,
     encoding: Option<Encoding>,
 ) -> Result<(Datum, [usize; 3])> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bytes = pixels::read_file(path)?;
     let mut image = pixels::decode(&bytes, mode).map_err(|reason| invalid(path, reason))?;
     if resize_height > 0 && resize_width > 0 {
         image = image

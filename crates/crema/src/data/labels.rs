@@ -60,7 +60,11 @@ pub fn read_labels(source: &Path, dataset: &str) -> Result<Labels> {
         let folder = if source.is_dir() {
             source
         } else {
-            source.parent().unwrap_or(Path::new("."))
+            // `data.mdb` alone has the parent "", which names no folder.
+            source
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."))
         };
         let labels = lmdb::read_labels(folder)?;
         return Ok(Labels {

@@ -11,9 +11,11 @@
 //!   (BGR), colour with alpha 4 (BGRA). A grey image's alpha is dropped.
 //!
 //! 16-bit images are brought to 8 bits (OpenCV's colour and grey reads do so too; Caffe refuses 16-bit images
-//! decoded unchanged, crema converts them). Decoders run under the `image` crate's memory limit (512 MiB), so
-//! an image header claiming huge dimensions is refused before anything is allocated. JPEG decoding is done by
-//! the `image` crate rather than libjpeg, so pixel values may differ from OpenCV's by a unit or two.
+//! decoded unchanged, crema converts them). Decoding is limited to 512 MiB, both what the decoder holds and the
+//! image made of it (a grey image read as colour makes three times its decoded size), checked against the
+//! header, so an image header claiming huge dimensions is refused before anything is allocated; image files
+//! are read up to twice that size. JPEG decoding is done by the `image` crate rather than libjpeg, so pixel
+//! values may differ from OpenCV's by a unit or two.
 //!
 //! [`Image::resize`] is OpenCV's bilinear `cv::resize` (`INTER_LINEAR`): half-pixel centres, edges clamped,
 //! 11-bit fixed-point weights. It can differ by one from OpenCV's vectorized code, which rounds in two steps.
@@ -21,7 +23,7 @@
 use std::io::Cursor;
 use std::path::Path;
 
-use image::{DynamicImage, ExtendedColorType, ImageEncoder, ImageReader, Limits};
+use image::{DynamicImage, ExtendedColorType, ImageDecoder, ImageEncoder, ImageReader, Limits};
 
 use crate::error::{Error, Result};
 
@@ -300,28 +302,85 @@ fn taps(src: usize, dst: usize) -> Vec<Tap> {
         .collect()
 }
 
-/// Decodes a JPEG or PNG image held in `bytes` (the format told by its content) in `mode`.
+/// Decodes a JPEG or PNG image held in `bytes` (the format told by its content) in `mode`. An image whose
+/// decoded pixels, or the image made of them in `mode`, would pass [`MAX_IMAGE_BYTES`] is refused from its
+/// header, before anything is allocated for it.
 pub fn decode(bytes: &[u8], mode: ColorMode) -> ImageResult<Image> {
+    decode_within(bytes, mode, MAX_IMAGE_BYTES)
+}
+
+/// [`decode`] with a limit of `max_bytes`: on what the decoder holds (its output and, as far as the decoder
+/// honours the limit, its own buffers) and on the image made of it, which may hold more (grey made colour).
+fn decode_within(bytes: &[u8], mode: ColorMode, max_bytes: usize) -> ImageResult<Image> {
     let reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| format!("cannot read the image: {e}"))?;
     if reader.format().is_none() {
         return Err("not a JPEG or PNG image (unknown format)".into());
     }
-    let mut reader = reader;
     let mut limits = Limits::default();
-    limits.max_alloc = Some(MAX_IMAGE_BYTES as u64);
-    reader.limits(limits);
-    let decoded = reader
-        .decode()
+    limits.max_alloc = Some(max_bytes as u64);
+    let mut reader = reader;
+    reader.limits(limits.clone());
+    let mut decoder = reader
+        .into_decoder()
+        .map_err(|e| format!("cannot read the image: {e}"))?;
+    let (width, height) = decoder.dimensions();
+    let color = decoder.color_type();
+    let channels: u64 = match mode {
+        ColorMode::Gray => 1,
+        ColorMode::Color => 3,
+        ColorMode::Native if !color.has_color() => 1,
+        ColorMode::Native if color.has_alpha() => 4,
+        ColorMode::Native => 3,
+    };
+    let decoded = decoder.total_bytes();
+    let made = (u64::from(width) * u64::from(height)).saturating_mul(channels);
+    if decoded.max(made) > max_bytes as u64 {
+        return Err(format!(
+            "the image is {height} × {width} ({color:?}); decoded as {channels} channels it needs {} bytes, \
+             over the limit of {max_bytes}",
+            decoded.max(made)
+        ));
+    }
+    // As `ImageReader::decode`: the output is counted first, the decoder's own buffers get the rest.
+    limits
+        .reserve(decoded)
+        .and_then(|()| decoder.set_limits(limits))
         .map_err(|e| format!("cannot decode the image: {e}"))?;
+    let decoded =
+        DynamicImage::from_decoder(decoder).map_err(|e| format!("cannot decode the image: {e}"))?;
     Ok(from_decoded(decoded, mode))
 }
 
 /// Reads and decodes the image file at `path` in `mode`; errors name the file.
 pub fn read_image(path: &Path, mode: ColorMode) -> Result<Image> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bytes = read_file(path)?;
     decode(&bytes, mode).map_err(|reason| invalid(path, reason))
+}
+
+/// The bytes of the image file at `path`, refusing a file of more than twice [`MAX_IMAGE_BYTES`] (no JPEG or
+/// PNG that decodes within the limit is that large) without reading it all: a list naming a huge file, or a
+/// device that never ends, is an error rather than an allocation without bound.
+pub fn read_file(path: &Path) -> Result<Vec<u8>> {
+    read_file_within(path, 2 * MAX_IMAGE_BYTES)
+}
+
+fn read_file_within(path: &Path, max_bytes: usize) -> Result<Vec<u8>> {
+    use std::io::Read as _;
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let size = file.metadata().map_or(0, |m| m.len());
+    let mut bytes = Vec::with_capacity(size.min(max_bytes as u64) as usize);
+    file.take(max_bytes as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io(path, e))?;
+    if bytes.len() > max_bytes {
+        return Err(invalid(
+            path,
+            format!("more than {max_bytes} bytes: too large for an image file"),
+        ));
+    }
+    Ok(bytes)
 }
 
 /// An error about the file at `path`: it exists but does not hold what it should.
@@ -510,6 +569,107 @@ pub(crate) mod tests {
             let _ = decode(&jpeg[..keep], ColorMode::Color);
         }
         assert!(Image::new(3, 2, 2, vec![0; 11]).is_err());
+    }
+
+    /// CRC-32 (PNG's), to forge chunk headers.
+    fn crc32(bytes: &[u8]) -> u32 {
+        let mut crc = !0u32;
+        for &b in bytes {
+            crc ^= u32::from(b);
+            for _ in 0..8 {
+                crc = if crc & 1 == 1 {
+                    (crc >> 1) ^ 0xedb8_8320
+                } else {
+                    crc >> 1
+                };
+            }
+        }
+        !crc
+    }
+
+    /// `png` with its IHDR claiming `height × width`.
+    fn png_claiming(png: &[u8], height: u32, width: u32) -> Vec<u8> {
+        let mut forged = png.to_vec();
+        // Signature (8), length (4), "IHDR" (4), width, height, 5 more bytes, then the CRC of type + data.
+        forged[16..20].copy_from_slice(&width.to_be_bytes());
+        forged[20..24].copy_from_slice(&height.to_be_bytes());
+        let crc = crc32(&forged[12..29]);
+        forged[29..33].copy_from_slice(&crc.to_be_bytes());
+        forged
+    }
+
+    #[test]
+    fn headers_claiming_huge_images_are_refused_before_decoding() {
+        let png = sample(4, 4).encode(Encoding::Png).unwrap();
+        assert_eq!(
+            decode(&png_claiming(&png, 4, 4), ColorMode::Color).unwrap(),
+            sample(4, 4)
+        );
+        for mode in [ColorMode::Color, ColorMode::Gray, ColorMode::Native] {
+            let err = decode(&png_claiming(&png, 60_000, 60_000), mode).unwrap_err();
+            assert!(err.contains("60000 × 60000"), "{err}");
+        }
+        // A JPEG whose frame header (SOF0: marker, length, precision, height, width) claims 65000 × 65000.
+        let mut jpeg = sample(8, 8).encode(Encoding::Jpeg).unwrap();
+        let sof = jpeg.windows(2).position(|w| w == [0xff, 0xc0]).unwrap();
+        jpeg[sof + 5..sof + 7].copy_from_slice(&65_000u16.to_be_bytes());
+        jpeg[sof + 7..sof + 9].copy_from_slice(&65_000u16.to_be_bytes());
+        let err = decode(&jpeg, ColorMode::Color).unwrap_err();
+        assert!(err.contains("65000 × 65000"), "{err}");
+    }
+
+    #[test]
+    fn the_limit_holds_for_the_image_made_not_only_the_one_decoded() {
+        // A grey PNG of 100 × 100 decodes into 10 000 bytes, but as colour it makes 30 000: the limit is on the
+        // image the caller gets too, not only on the decoder's output.
+        let gray = Image::new(1, 100, 100, vec![7; 10_000]).unwrap();
+        let png = gray.encode(Encoding::Png).unwrap();
+        assert_eq!(decode_within(&png, ColorMode::Gray, 10_000).unwrap(), gray);
+        assert_eq!(
+            decode_within(&png, ColorMode::Native, 10_000).unwrap(),
+            gray
+        );
+        let err = decode_within(&png, ColorMode::Color, 29_999).unwrap_err();
+        assert!(
+            err.contains("100 × 100") && err.contains("3 channels"),
+            "{err}"
+        );
+        assert_eq!(
+            decode_within(&png, ColorMode::Color, 30_000).unwrap(),
+            gray.to_color()
+        );
+        // What the decoder itself holds counts too: an RGBA PNG decoded as grey.
+        let rgba = Image::new(4, 10, 10, vec![9; 400]).unwrap();
+        let png = rgba.encode(Encoding::Png).unwrap();
+        assert!(decode_within(&png, ColorMode::Gray, 399).is_err());
+        assert_eq!(
+            decode_within(&png, ColorMode::Gray, 400)
+                .unwrap()
+                .values()
+                .len(),
+            100
+        );
+    }
+
+    #[test]
+    fn image_files_are_read_within_a_limit() {
+        let dir = std::env::temp_dir().join(format!("crema-pixels-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("big.png");
+        std::fs::write(&path, [0u8; 101]).unwrap();
+        assert_eq!(read_file_within(&path, 101).unwrap().len(), 101);
+        let err = read_file_within(&path, 100).unwrap_err().to_string();
+        assert!(
+            err.contains("big.png") && err.contains("more than 100 bytes"),
+            "{err}"
+        );
+        // A file that never ends.
+        if Path::new("/dev/zero").exists() {
+            let err = read_file_within(Path::new("/dev/zero"), 1000).unwrap_err();
+            assert!(err.to_string().contains("/dev/zero"), "{err}");
+        }
+        let err = read_file(&dir.join("missing.png")).unwrap_err().to_string();
+        assert!(err.contains("missing.png"), "{err}");
     }
 
     #[test]

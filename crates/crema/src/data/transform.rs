@@ -12,6 +12,8 @@
 //!    not both.
 //! 4. `scale` (default 1): the difference is multiplied by it: `out = (pixel - mean) × scale`, in f32.
 //!
+//! A `scale`, `mean_value` or mean image value that is not finite (NaN, infinite) is refused, naming the field.
+//!
 //! The random choices are drawn from the generator given to [`Transformer::transform`], the flip first and then
 //! the crop's row and column offsets, so a data layer that gives it its own generator repeats its batches for
 //! a seed. `force_color` and `force_gray` choose how encoded images are decoded ([`Transformer::color_mode`]).
@@ -130,6 +132,18 @@ impl Transformer {
             return Err(
                 "transform_param: force_color and force_gray cannot both be true".to_owned(),
             );
+        }
+        if !param.scale().is_finite() {
+            return Err(format!(
+                "transform_param.scale: {} is not a finite number",
+                param.scale()
+            ));
+        }
+        if let Some(at) = param.mean_value.iter().position(|v| !v.is_finite()) {
+            return Err(format!(
+                "transform_param.mean_value[{at}]: {} is not a finite number",
+                param.mean_value[at]
+            ));
         }
         let mean = match (param.mean_file.as_deref(), param.mean_value.as_slice()) {
             (Some(_), [_, ..]) => {
@@ -328,17 +342,29 @@ fn read_mean(path: &Path) -> Result<Mean, String> {
     dims[4 - shape.len()..].copy_from_slice(shape);
     let [_, c, h, w] = dims;
     let values = array.to_f32_vec();
-    let count = c * h * w;
+    // No overflow: a blob of no values may claim any other sizes.
+    let count = c
+        .checked_mul(h)
+        .and_then(|n| n.checked_mul(w))
+        .unwrap_or(usize::MAX);
     if count == 0 || values.len() < count {
         return Err(format!(
             "{}: the mean image has shape {shape:?}: no values",
             path.display()
         ));
     }
+    let values = &values[..count];
+    if let Some(at) = values.iter().position(|v| !v.is_finite()) {
+        return Err(format!(
+            "{}: the mean image holds {} at index {at}",
+            path.display(),
+            values[at]
+        ));
+    }
     Ok(Mean::Image {
         path: path.to_path_buf(),
         shape: [c, h, w],
-        values: values[..count].to_vec(),
+        values: values.to_vec(),
     })
 }
 
@@ -497,10 +523,51 @@ mod tests {
         assert!(transformer(&text, Phase::Test)
             .unwrap_err()
             .contains("not both"));
+        // A mean blob of no values whose other sizes multiply past usize.
+        let empty = dir.join("empty.binaryproto");
+        let blob = crema_proto::BlobProto {
+            shape: Some(crema_proto::caffe::BlobShape {
+                dim: vec![0, 1 << 40, 1 << 40, 1 << 40],
+            }),
+            ..Default::default()
+        };
+        crema_proto::files::write_binary(&empty, &blob).unwrap();
+        let err = transformer(&format!("mean_file: {empty:?}"), Phase::Test).unwrap_err();
+        assert!(
+            err.starts_with("transform_param.mean_file: ") && err.contains("empty.binaryproto"),
+            "{err}"
+        );
         let err =
             transformer("mean_file: \"/nonexistent/m.binaryproto\"", Phase::Test).unwrap_err();
         assert!(
             err.starts_with("transform_param.mean_file: ") && err.contains("/nonexistent/m"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn non_finite_parameters_are_refused() {
+        for (text, field) in [
+            ("scale: nan", "transform_param.scale: NaN"),
+            ("scale: inf", "transform_param.scale: inf"),
+            (
+                "mean_value: 1 mean_value: -inf",
+                "transform_param.mean_value[1]: -inf",
+            ),
+        ] {
+            let err = transformer(text, Phase::Train).unwrap_err();
+            assert!(err.starts_with(field), "{text}: {err}");
+        }
+        let dir = std::env::temp_dir().join(format!("crema-transform-nan-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("mean.binaryproto");
+        let mean = Array::from_f32(vec![1, 1, 1, 2], vec![0.5, f32::NAN]).unwrap();
+        write_blobproto(&path, &mean).unwrap();
+        let err = transformer(&format!("mean_file: {path:?}"), Phase::Train).unwrap_err();
+        assert!(
+            err.starts_with("transform_param.mean_file: ")
+                && err.contains("mean.binaryproto")
+                && err.contains("NaN at index 1"),
             "{err}"
         );
     }

@@ -12,6 +12,7 @@
 //! - `FIXED`: counts given by `counts` or by `counts_file` (.npy, .binaryproto, or numbers in a text file); H is
 //!   computed once, at setup, and the bottom is ignored (it may be left out).
 //!
+//! At most [`imbalance::MAX_CLASSES`] classes (H holds C × C values), checked before anything is allocated.
 //! `normalize` defaults to `MEAN_ONE`: the mean weight over the counted samples is 1, so the learning rate of an
 //! unweighted SoftmaxWithLoss net stays right. No gradient flows through this layer.
 
@@ -98,6 +99,12 @@ pub fn create(ctx: &mut LayerContext) -> LayerResult<Box<dyn Layer>> {
             ))
         }
     };
+    if classes > imbalance::MAX_CLASSES {
+        return Err(LayerError::new(format!(
+            "class_weights_param.num_classes: {}",
+            imbalance::ImbalanceError::TooManyClasses(classes)
+        )));
+    }
     let mut layer = ClassWeights {
         classes,
         mode,
@@ -339,6 +346,28 @@ mod tests {
     }
 
     #[test]
+    fn huge_counts_do_not_overflow() {
+        // Given counts whose sum passes u64.
+        let mut layer = make(
+            "class_weights_param { mode: FIXED normalize: SUM_ONE \
+             counts: 9e18 counts: 9e18 counts: 9e18 counts: 3e18 }",
+        )
+        .unwrap();
+        close(
+            &diagonal(layer.as_mut(), &[]).unwrap(),
+            // (1/9, 1/9, 1/9, 1/3) / (2/3).
+            &[1.0 / 6.0, 1.0 / 6.0, 1.0 / 6.0, 0.5],
+        );
+        // Saved running counts at the top of u64, counted on.
+        let text = "class_weights_param { num_classes: 2 mode: RUNNING normalize: SUM_ONE }";
+        let mut layer = make(text).unwrap();
+        let mut state = u64::MAX.to_le_bytes().to_vec();
+        state.extend_from_slice(&u64::MAX.to_le_bytes());
+        layer.set_state(&state).unwrap();
+        close(&diagonal(layer.as_mut(), &[0.0, 1.0]).unwrap(), &[0.5, 0.5]);
+    }
+
+    #[test]
     fn median_frequency_and_ignore_label() {
         let mut layer = make(
             "class_weights_param { num_classes: 3 method: MEDIAN_FREQUENCY normalize: NONE ignore_label: 255 }",
@@ -395,6 +424,11 @@ mod tests {
             (
                 "class_weights_param { mode: FIXED counts_file: \"/nonexistent/c.txt\" }",
                 "class_weights_param.counts_file: /nonexistent/c.txt:",
+            ),
+            // H would hold C × C values: more than a blob may (and far more memory than there is).
+            (
+                "class_weights_param { num_classes: 4000000000 }",
+                "class_weights_param.num_classes: 4000000000 classes; at most 46340",
             ),
         ] {
             let err = make(text).err().unwrap().0;

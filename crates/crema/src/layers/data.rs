@@ -295,14 +295,14 @@ impl BatchSource for DatumSource {
             item,
             ..
         } = self;
-        let path = reader.path().to_path_buf();
+        let path = reader.path();
         let next = reader
             .visit_from(&self.next_key, self.batch_size, |i, key, value| {
                 if stop.load(Ordering::Relaxed) {
                     return Ok(ControlFlow::Break(()));
                 }
                 let fail = |reason: String| {
-                    invalid(&path, format!("record \"{}\": {reason}", key_text(key)))
+                    invalid(path, format!("record \"{}\": {reason}", key_text(key)))
                 };
                 let datum = datum::parse(value).map_err(fail)?;
                 let pixels = datum::pixels(&datum, *mode).map_err(fail)?;

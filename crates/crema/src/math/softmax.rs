@@ -95,7 +95,8 @@ const TILE: usize = 16;
 
 /// How far ahead (in scores) the column kernel asks for the rows of a later tile: with 20-odd rows read a few
 /// cache lines at a time, the hardware prefetchers lose track of them.
-const PREFETCH_DISTANCE: usize = 4 * TILE;
+/// How many classes ahead the column kernel prefetches scores.
+const PREFETCH_CLASSES: usize = 4;
 
 /// Asks the cache for `count` scores of `x` from `from` on (no effect where the CPU has no prefetch hint).
 #[inline(always)]
@@ -365,7 +366,17 @@ fn columns_with_weights<const FMA: bool>(
             }
         }
     }
-    let table: Option<&[f32]> = lookup.then_some(&*table);
+    // A diagonal H (class weights, the common case) needs no lookup: a position's weight for class c is its
+    // label's weight where c is the label, else 0.
+    let diagonal =
+        (0..channels).all(|r| (0..channels).all(|c| r == c || h[r * channels + c] == 0.0));
+    let source = if diagonal {
+        RowSource::Diagonal
+    } else if lookup {
+        RowSource::Table(table)
+    } else {
+        RowSource::Gather
+    };
     let mut loss = 0.0f64;
     let mut start = 0;
     while start < inner {
@@ -373,16 +384,27 @@ fn columns_with_weights<const FMA: bool>(
         // A full tile gets a constant length, so its loops compile without remainder handling.
         loss += if len == TILE {
             column_tile::<FMA>(
-                x, channels, inner, start, TILE, labels, h, h_sums, scale, grad, weights, table,
+                x, channels, inner, start, TILE, labels, h, h_sums, scale, grad, weights, source,
             )
         } else {
             column_tile::<FMA>(
-                x, channels, inner, start, len, labels, h, h_sums, scale, grad, weights, table,
+                x, channels, inner, start, len, labels, h, h_sums, scale, grad, weights, source,
             )
         };
         start += len;
     }
     loss
+}
+
+/// How a tile gets each position's row of H.
+#[derive(Clone, Copy)]
+enum RowSource<'a> {
+    /// H is diagonal: the weight is the label's own where the class is the label, else 0.
+    Diagonal,
+    /// H transposed and padded to LOOKUP_WIDTH columns, looked up in registers (AVX2, C <= LOOKUP_WIDTH).
+    Table(&'a [f32]),
+    /// One load per class and position.
+    Gather,
 }
 
 /// Classes a row of the in-register lookup table holds (three AVX registers).
@@ -427,31 +449,36 @@ fn lookup_weights(table: &[f32], classes: &[i32; TILE], channels: usize, weights
     }
 }
 
-/// One tile of positions `start .. start + len` of [`weighted_cross_entropy_columns`]; returns its loss.
+/// Writes each position's row of H to `weights` (`weights[c · TILE + t] = H[label_t, c]`), zero for ignored
+/// positions.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn column_tile<const FMA: bool>(
-    x: &[f32],
-    channels: usize,
-    inner: usize,
-    start: usize,
-    len: usize,
+fn tile_rows(
     labels: &[i32],
     h: &[f32],
-    h_sums: &[f32],
-    scale: f32,
-    grad: &mut [f32],
+    channels: usize,
+    start: usize,
+    len: usize,
     weights: &mut [f32],
-    table: Option<&[f32]>,
-) -> f64 {
-    let mut loss = 0.0f64;
-    let mut a = [0.0f32; TILE];
-    let mut maxes = [f32::NEG_INFINITY; TILE];
-    let mut sums = [0.0f32; TILE];
-    let mut dots = [0.0f32; TILE];
-    // Each position's row of H (ignored positions read row 0 and are zeroed after).
-    match table {
-        Some(table) if len == TILE => {
+    source: RowSource,
+) {
+    // Ignored positions read row 0 and are zeroed after.
+    match source {
+        RowSource::Diagonal => {
+            let mut classes = [0i32; TILE];
+            let mut own = [0.0f32; TILE];
+            for t in 0..len {
+                let class = labels[start + t].max(0);
+                classes[t] = class;
+                own[t] = h[class as usize * (channels + 1)];
+            }
+            for c in 0..channels {
+                let ws = &mut weights[c * TILE..][..len];
+                for t in 0..len {
+                    ws[t] = if classes[t] == c as i32 { own[t] } else { 0.0 };
+                }
+            }
+        }
+        RowSource::Table(table) if len == TILE => {
             let mut classes = [0i32; TILE];
             for (class, &label) in classes.iter_mut().zip(&labels[start..start + len]) {
                 *class = label.max(0);
@@ -478,23 +505,97 @@ fn column_tile<const FMA: bool>(
             }
         }
     }
-    let (weights, exps) = weights.split_at_mut(channels * TILE);
-    for c in 0..channels {
-        let xs = &x[c * inner + start..][..len];
-        let ws = &weights[c * TILE..][..len];
-        prefetch_ahead(x, c * inner + start + PREFETCH_DISTANCE, TILE);
-        for t in 0..len {
-            maxes[t] = greater(xs[t], maxes[t]);
-            dots[t] = madd::<FMA>(ws[t], xs[t], dots[t]);
+}
+
+/// One tile of positions `start .. start + len` of [`weighted_cross_entropy_columns`]; returns its loss.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn column_tile<const FMA: bool>(
+    x: &[f32],
+    channels: usize,
+    inner: usize,
+    start: usize,
+    len: usize,
+    labels: &[i32],
+    h: &[f32],
+    h_sums: &[f32],
+    scale: f32,
+    grad: &mut [f32],
+    weights: &mut [f32],
+    source: RowSource,
+) -> f64 {
+    let mut loss = 0.0f64;
+    let mut a = [0.0f32; TILE];
+    let mut maxes = [f32::NEG_INFINITY; TILE];
+    let mut sums = [0.0f32; TILE];
+    let mut dots = [0.0f32; TILE];
+    // A full tile on a CPU with AVX2 and FMA takes the hand-vectorized passes (two registers per class);
+    // they do the same operations in the same order as the loops below, so the values are the same.
+    #[cfg(target_arch = "x86_64")]
+    let vectorized = FMA && len == TILE;
+    #[cfg(not(target_arch = "x86_64"))]
+    let vectorized = false;
+    // With a diagonal H the vectorized passes make each class's weights from the labels in registers; the
+    // other ways write every position's row of H to `weights` first.
+    let diagonal = vectorized && matches!(source, RowSource::Diagonal);
+    let mut classes = [-1i32; TILE];
+    let mut own = [0.0f32; TILE];
+    if diagonal {
+        for t in 0..TILE {
+            let label = labels[start + t];
+            classes[t] = label;
+            own[t] = if label < 0 {
+                0.0
+            } else {
+                h[label as usize * (channels + 1)]
+            };
         }
+    } else {
+        tile_rows(labels, h, channels, start, len, weights, source);
     }
-    for c in 0..channels {
-        let xs = &x[c * inner + start..][..len];
-        let es = &mut exps[c * TILE..][..len];
-        for t in 0..len {
-            let e = super::exp::exp_with::<FMA>(xs[t] - maxes[t]);
-            es[t] = e;
-            sums[t] += e;
+    let (weights, exps) = weights.split_at_mut(channels * TILE);
+    if vectorized {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: only the AVX2+FMA instantiation (FMA is true) gets here.
+        unsafe {
+            let rows = Avx2Rows {
+                weights,
+                classes: &classes,
+                own: &own,
+            };
+            if diagonal {
+                tile_terms_avx2::<true>(
+                    x, channels, inner, start, rows, exps, &mut maxes, &mut sums, &mut dots,
+                );
+            } else {
+                tile_terms_avx2::<false>(
+                    x, channels, inner, start, rows, exps, &mut maxes, &mut sums, &mut dots,
+                );
+            }
+        }
+    } else {
+        // The scores are read once, into `exps` (the classes of a tile lie `inner` apart: with a power-of-two
+        // `inner` they all fall in one cache set, so a second read would miss). The prefetch runs a few
+        // classes ahead in the same order, then on into the next tile, so that only a few lines of a set are
+        // in flight.
+        for c in 0..channels {
+            let xs = &x[c * inner + start..][..len];
+            let ws = &weights[c * TILE..][..len];
+            let copy = &mut exps[c * TILE..][..len];
+            prefetch_ahead(x, prefetch_index(c, channels, inner, start), TILE);
+            for t in 0..len {
+                copy[t] = xs[t];
+                maxes[t] = greater(xs[t], maxes[t]);
+                dots[t] = madd::<FMA>(ws[t], xs[t], dots[t]);
+            }
+        }
+        for c in 0..channels {
+            let es = &mut exps[c * TILE..][..len];
+            for t in 0..len {
+                let e = super::exp::exp_with::<FMA>(es[t] - maxes[t]);
+                es[t] = e;
+                sums[t] += e;
+            }
         }
     }
     // Per position, without branches: ignored positions get weight 0, so they add no loss and no gradient.
@@ -508,13 +609,56 @@ fn column_tile<const FMA: bool>(
         };
     }
     let mut tile_loss = [0.0f32; TILE];
-    for t in 0..len {
-        let lse = maxes[t] + super::exp::ln(sums[t]);
-        a[t] = scale * w_sums[t] / sums[t];
-        tile_loss[t] = lse * w_sums[t] - dots[t];
+    if vectorized {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: only the AVX2+FMA instantiation (FMA is true) gets here.
+        unsafe {
+            tile_scales_avx2(&maxes, &sums, &dots, &w_sums, scale, &mut a, &mut tile_loss);
+        }
+    } else {
+        for t in 0..len {
+            let lse = maxes[t] + super::exp::ln(sums[t]);
+            a[t] = scale * w_sums[t] / sums[t];
+            tile_loss[t] = lse * w_sums[t] - dots[t];
+        }
     }
     loss += tile_loss[..len].iter().map(|&l| f64::from(l)).sum::<f64>();
     let minus_scale = -scale;
+    if vectorized {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: only the AVX2+FMA instantiation (FMA is true) gets here.
+        unsafe {
+            let rows = Avx2Rows {
+                weights,
+                classes: &classes,
+                own: &own,
+            };
+            if diagonal {
+                tile_gradient_avx2::<true>(
+                    grad,
+                    channels,
+                    inner,
+                    start,
+                    rows,
+                    exps,
+                    &a,
+                    minus_scale,
+                );
+            } else {
+                tile_gradient_avx2::<false>(
+                    grad,
+                    channels,
+                    inner,
+                    start,
+                    rows,
+                    exps,
+                    &a,
+                    minus_scale,
+                );
+            }
+        }
+        return loss;
+    }
     for c in 0..channels {
         let gs = &mut grad[c * inner + start..][..len];
         let ws = &weights[c * TILE..][..len];
@@ -524,6 +668,200 @@ fn column_tile<const FMA: bool>(
         }
     }
     loss
+}
+
+/// Where to prefetch scores while class `c` of the tile at `start` is read: `PREFETCH_CLASSES` classes on, in
+/// this tile or (past the last class) in the next.
+#[inline(always)]
+fn prefetch_index(c: usize, channels: usize, inner: usize, start: usize) -> usize {
+    let ahead = c + PREFETCH_CLASSES;
+    if ahead < channels {
+        ahead * inner + start
+    } else {
+        (ahead - channels) * inner + start + TILE
+    }
+}
+
+/// Where the AVX2 passes take the weights `H[label_t, c]` of a tile's class `c` from.
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy)]
+struct Avx2Rows<'a> {
+    /// Written by [`tile_rows`], `weights[c · TILE + t]` (unless H is diagonal).
+    weights: &'a [f32],
+    /// A diagonal H: each position's label (-1 when ignored) and its weight there (0 when ignored).
+    classes: &'a [i32; TILE],
+    own: &'a [f32; TILE],
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Avx2Rows<'_> {
+    /// The weights of class `c` for the tile's sixteen positions.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    fn get<const DIAGONAL: bool>(
+        &self,
+        c: usize,
+    ) -> (core::arch::x86_64::__m256, core::arch::x86_64::__m256) {
+        use core::arch::x86_64::*;
+        if DIAGONAL {
+            // SAFETY: both arrays hold TILE = 16 values.
+            unsafe {
+                let class = _mm256_set1_epi32(c as i32);
+                let classes = self.classes.as_ptr();
+                let hit0 = _mm256_cmpeq_epi32(_mm256_loadu_si256(classes.cast()), class);
+                let hit1 = _mm256_cmpeq_epi32(_mm256_loadu_si256(classes.add(8).cast()), class);
+                let own = self.own.as_ptr();
+                (
+                    _mm256_and_ps(_mm256_castsi256_ps(hit0), _mm256_loadu_ps(own)),
+                    _mm256_and_ps(_mm256_castsi256_ps(hit1), _mm256_loadu_ps(own.add(8))),
+                )
+            }
+        } else {
+            assert!(self.weights.len() >= (c + 1) * TILE);
+            // SAFETY: the class's TILE weights are inside the slice (checked above).
+            unsafe {
+                let w = self.weights.as_ptr().add(c * TILE);
+                (_mm256_loadu_ps(w), _mm256_loadu_ps(w.add(8)))
+            }
+        }
+    }
+}
+
+/// Passes 1 and 2 of a full tile with AVX2: each class's scores copied to `exps`, the running maximum and
+/// `dots = Σ_c w_c x_c`; then `exps = e^(x - max)` and their sums.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+fn tile_terms_avx2<const DIAGONAL: bool>(
+    x: &[f32],
+    channels: usize,
+    inner: usize,
+    start: usize,
+    rows: Avx2Rows,
+    exps: &mut [f32],
+    maxes: &mut [f32; TILE],
+    sums: &mut [f32; TILE],
+    dots: &mut [f32; TILE],
+) {
+    use core::arch::x86_64::*;
+    assert!(channels > 0 && (channels - 1) * inner + start + TILE <= x.len());
+    assert!(rows.weights.len() >= channels * TILE && exps.len() >= channels * TILE);
+    let (mut max0, mut max1) = (
+        _mm256_set1_ps(f32::NEG_INFINITY),
+        _mm256_set1_ps(f32::NEG_INFINITY),
+    );
+    let (mut dot0, mut dot1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+    for c in 0..channels {
+        prefetch_ahead(x, prefetch_index(c, channels, inner, start), TILE);
+        // SAFETY: the row's TILE scores and the class's TILE weights and exps are inside the slices (checked
+        // above).
+        unsafe {
+            let row = x.as_ptr().add(c * inner + start);
+            let (x0, x1) = (_mm256_loadu_ps(row), _mm256_loadu_ps(row.add(8)));
+            let copy = exps.as_mut_ptr().add(c * TILE);
+            _mm256_storeu_ps(copy, x0);
+            _mm256_storeu_ps(copy.add(8), x1);
+            max0 = _mm256_max_ps(x0, max0);
+            max1 = _mm256_max_ps(x1, max1);
+            let (w0, w1) = rows.get::<DIAGONAL>(c);
+            dot0 = _mm256_fmadd_ps(w0, x0, dot0);
+            dot1 = _mm256_fmadd_ps(w1, x1, dot1);
+        }
+    }
+    let (mut sum0, mut sum1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+    for c in 0..channels {
+        // SAFETY: as above.
+        unsafe {
+            let e = exps.as_mut_ptr().add(c * TILE);
+            let e0 = super::exp::exp_nonpositive_avx2(_mm256_sub_ps(_mm256_loadu_ps(e), max0));
+            let e1 =
+                super::exp::exp_nonpositive_avx2(_mm256_sub_ps(_mm256_loadu_ps(e.add(8)), max1));
+            _mm256_storeu_ps(e, e0);
+            _mm256_storeu_ps(e.add(8), e1);
+            sum0 = _mm256_add_ps(sum0, e0);
+            sum1 = _mm256_add_ps(sum1, e1);
+        }
+    }
+    // SAFETY: each array holds TILE = 16 values.
+    unsafe {
+        _mm256_storeu_ps(maxes.as_mut_ptr(), max0);
+        _mm256_storeu_ps(maxes.as_mut_ptr().add(8), max1);
+        _mm256_storeu_ps(sums.as_mut_ptr(), sum0);
+        _mm256_storeu_ps(sums.as_mut_ptr().add(8), sum1);
+        _mm256_storeu_ps(dots.as_mut_ptr(), dot0);
+        _mm256_storeu_ps(dots.as_mut_ptr().add(8), dot1);
+    }
+}
+
+/// The per-position part of a full tile with AVX2, as the scalar loop in [`column_tile`]: the gradient's
+/// scale `a = scale · Σw / Σe` and the loss `(max + ln Σe) · Σw − Σ w x` of every position.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn tile_scales_avx2(
+    maxes: &[f32; TILE],
+    sums: &[f32; TILE],
+    dots: &[f32; TILE],
+    w_sums: &[f32; TILE],
+    scale: f32,
+    a: &mut [f32; TILE],
+    tile_loss: &mut [f32; TILE],
+) {
+    use core::arch::x86_64::*;
+    let scale = _mm256_set1_ps(scale);
+    for t in (0..TILE).step_by(8) {
+        // SAFETY: every array holds TILE values and t + 8 <= TILE.
+        unsafe {
+            let sum = _mm256_loadu_ps(sums.as_ptr().add(t));
+            let w_sum = _mm256_loadu_ps(w_sums.as_ptr().add(t));
+            let lse = _mm256_add_ps(
+                _mm256_loadu_ps(maxes.as_ptr().add(t)),
+                super::exp::ln_avx2(sum),
+            );
+            let a_t = _mm256_div_ps(_mm256_mul_ps(scale, w_sum), sum);
+            let loss_t = _mm256_sub_ps(
+                _mm256_mul_ps(lse, w_sum),
+                _mm256_loadu_ps(dots.as_ptr().add(t)),
+            );
+            _mm256_storeu_ps(a.as_mut_ptr().add(t), a_t);
+            _mm256_storeu_ps(tile_loss.as_mut_ptr().add(t), loss_t);
+        }
+    }
+}
+
+/// Pass 3 of a full tile with AVX2: `grad = exps · a - scale · weights`, class by class.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+fn tile_gradient_avx2<const DIAGONAL: bool>(
+    grad: &mut [f32],
+    channels: usize,
+    inner: usize,
+    start: usize,
+    rows: Avx2Rows,
+    exps: &[f32],
+    a: &[f32; TILE],
+    minus_scale: f32,
+) {
+    use core::arch::x86_64::*;
+    assert!(channels > 0 && (channels - 1) * inner + start + TILE <= grad.len());
+    assert!(rows.weights.len() >= channels * TILE && exps.len() >= channels * TILE);
+    let minus_scale = _mm256_set1_ps(minus_scale);
+    // SAFETY: `a` holds TILE values; rows, weights and exps are inside their slices (checked above).
+    unsafe {
+        let (a0, a1) = (
+            _mm256_loadu_ps(a.as_ptr()),
+            _mm256_loadu_ps(a.as_ptr().add(8)),
+        );
+        for c in 0..channels {
+            let e = exps.as_ptr().add(c * TILE);
+            let g = grad.as_mut_ptr().add(c * inner + start);
+            let (w0, w1) = rows.get::<DIAGONAL>(c);
+            let w0 = _mm256_mul_ps(minus_scale, w0);
+            let w1 = _mm256_mul_ps(minus_scale, w1);
+            _mm256_storeu_ps(g, _mm256_fmadd_ps(_mm256_loadu_ps(e), a0, w0));
+            _mm256_storeu_ps(g.add(8), _mm256_fmadd_ps(_mm256_loadu_ps(e.add(8)), a1, w1));
+        }
+    }
 }
 
 #[cfg(test)]
@@ -591,17 +929,28 @@ mod cross_entropy_tests {
     fn column_kernel_matches_the_row_kernel() {
         // 5 classes, and 21 (whose H rows span all three registers of the lookup).
         for channels in [5, 21] {
-            column_kernel_matches_the_row_kernel_with(channels);
+            column_kernel_matches_the_row_kernel_with(channels, false);
         }
+        // A diagonal H (its own path), and more classes than the register lookup holds (loads per class).
+        for channels in [5, 21, 30] {
+            column_kernel_matches_the_row_kernel_with(channels, true);
+        }
+        column_kernel_matches_the_row_kernel_with(30, false);
     }
 
-    fn column_kernel_matches_the_row_kernel_with(channels: usize) {
+    fn column_kernel_matches_the_row_kernel_with(channels: usize, diagonal: bool) {
         let inner = 70;
         let x: Vec<f32> = (0..channels * inner)
             .map(|k| ((k * 13 % 17) as f32 - 8.0) * 0.3)
             .collect();
         let h: Vec<f32> = (0..channels * channels)
-            .map(|k| (k % 4) as f32 * 0.25 + 0.1)
+            .map(|k| {
+                if diagonal && k % (channels + 1) != 0 {
+                    0.0
+                } else {
+                    (k % 4) as f32 * 0.25 + 0.1
+                }
+            })
             .collect();
         let sums: Vec<f32> = h.chunks(channels).map(|r| r.iter().sum()).collect();
         let labels: Vec<i32> = (0..inner)
