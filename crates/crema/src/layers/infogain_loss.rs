@@ -21,10 +21,11 @@ use std::path::PathBuf;
 
 use rayon::prelude::*;
 
-use super::loss::{loss_settings, whole_class, DeprecatedNormalize, LossSettings};
+use super::loss::{loss_settings, DeprecatedNormalize, LossSettings};
 use crate::blob::{canonical_axis, Blob};
 use crate::io;
 use crate::layer::{Arity, Layer, LayerContext, LayerError, LayerResult};
+use crate::math::labels::labels_to_classes;
 use crate::math::softmax;
 
 /// Below this many scores the layer runs on one thread: splitting costs more than it saves.
@@ -106,19 +107,10 @@ impl InfogainLoss {
         // Per chunk: the number of valid labels, or the first bad one. Chunks run in parallel on large inputs
         // (a segmentation batch has a label per pixel); the first bad label in position order is reported.
         let read = |(chunk, (labels, indices)): (usize, (&[f32], &mut [i32]))| {
-            let mut valid = 0;
-            for (offset, (&value, index)) in labels.iter().zip(indices).enumerate() {
-                if ignore.is_some_and(|i| value == i as f32) {
-                    *index = -1;
-                    continue;
-                }
-                let Some(class) = whole_class(value, channels) else {
-                    return Err((chunk * LABEL_CHUNK + offset, value));
-                };
-                *index = class as i32;
-                valid += 1;
-            }
-            Ok(valid)
+            labels_to_classes(labels, channels, ignore, indices).map_err(|offset| {
+                let position = chunk * LABEL_CHUNK + offset;
+                (position, labels[offset])
+            })
         };
         // Combined in position order, so the leftmost error wins.
         let combine = |a: Result<usize, (usize, f32)>, b| match (a, b) {

@@ -1,10 +1,11 @@
 //! Math kernels, the one place that knows the device (today: the CPU, with rayon and the `gemm` crate).
 //!
 //! Layers call these instead of writing their own loops for anything shared: matrix products, softmax and
-//! log-sum-exp, and the random generator every random thing in crema draws from.
+//! log-sum-exp, label checks, and the random generator every random thing in crema draws from.
 
 mod exp;
 mod gemm;
+pub mod labels;
 pub mod softmax;
 
 pub use self::exp::exp as fast_exp;

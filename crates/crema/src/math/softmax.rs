@@ -85,7 +85,7 @@ mod tests {
 
 /// Whether this CPU runs the kernels' AVX2 + FMA versions (the answer is cached by the standard library).
 #[cfg(target_arch = "x86_64")]
-fn has_avx2_fma() -> bool {
+pub(crate) fn has_avx2_fma() -> bool {
     std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
 }
 
