@@ -80,6 +80,25 @@ pub fn resolve_path(path: &str, search_dirs: &[PathBuf]) -> PathBuf {
         .unwrap_or(given)
 }
 
+/// A text parameter that must be given and not empty (a `source`), or an error `"{field}: missing; give {what}"`.
+pub fn required_text<'a>(value: Option<&'a str>, field: &str, what: &str) -> LayerResult<&'a str> {
+    match value {
+        Some(text) if !text.is_empty() => Ok(text),
+        _ => Err(LayerError::new(format!("{field}: missing; give {what}"))),
+    }
+}
+
+/// A count parameter that must be at least 1 (a `batch_size`), or an error
+/// `"{field}: missing or 0; give {what}"`.
+pub fn required_count(value: u32, field: &str, what: &str) -> LayerResult<usize> {
+    if value == 0 {
+        return Err(LayerError::new(format!(
+            "{field}: missing or 0; give {what}"
+        )));
+    }
+    Ok(value as usize)
+}
+
 /// How many bottoms or tops a layer takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Arity {

@@ -169,3 +169,18 @@ impl GradientChecker {
         }
     }
 }
+
+/// A net built from prototxt text in `phase` with `stages` (errors name the origin `<net>`), for tests.
+pub fn net_from_text(
+    definition: &str,
+    phase: crema_proto::caffe::Phase,
+    stages: &[&str],
+) -> crate::Result<crate::Net> {
+    let param: crema_proto::NetParameter = crema_proto::text::parse(definition, "test.prototxt")?;
+    let state = crema_proto::NetState {
+        phase: Some(phase as i32),
+        stage: stages.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    };
+    crate::Net::new(&param, &state, &crate::NetOptions::default())
+}

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use crema::io::{self, Array};
 use crema::proto::caffe::Phase;
-use crema::proto::{text, NetParameter, NetState};
-use crema::{Net, NetOptions};
+use crema::proto::text;
+use crema::Net;
 
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("crema-imbalance-{}", std::process::id()));
@@ -15,13 +15,7 @@ fn scratch(name: &str) -> PathBuf {
 }
 
 fn build(definition: &str, phase: Phase, stages: &[&str]) -> crema::Result<Net> {
-    let param: NetParameter = text::parse(definition, "test.prototxt").unwrap();
-    let state = NetState {
-        phase: Some(phase as i32),
-        stage: stages.iter().map(|s| s.to_string()).collect(),
-        ..Default::default()
-    };
-    Net::new(&param, &state, &NetOptions::default())
+    crema::testing::net_from_text(definition, phase, stages)
 }
 
 const SCORES: [f32; 12] = [

@@ -575,16 +575,7 @@ fn run_several(args: &Args) -> Result<()> {
         println!("  {label:width$}  {}", weights.display());
     }
     let two = runs.len() == 2;
-    let mut header = vec!["output".to_owned()];
-    header.extend(labels.iter().cloned());
-    if two {
-        header.push("change".into());
-    }
-    let columns = header.len();
-    let mut table = Table::new(header);
-    for column in 1..columns {
-        table = table.right(column);
-    }
+    let mut table = comparison_table(&["output"], &labels, two);
     let mut left_out = Vec::new();
     for (k, (name, means, _)) in runs[0].outputs.iter().enumerate() {
         if means.len() != 1 {
@@ -696,16 +687,7 @@ fn compare(probes: &[&Probe], labels: &[String]) -> String {
         "\n  Recall per class, then accuracy, balanced accuracy (the mean recall) and macro F1\n",
     );
     let two = probes.len() == 2;
-    let mut header = vec!["class".to_owned(), "samples".to_owned()];
-    header.extend(labels.iter().cloned());
-    if two {
-        header.push("change".into());
-    }
-    let columns = header.len();
-    let mut table = Table::new(header);
-    for column in 1..columns {
-        table = table.right(column);
-    }
+    let mut table = comparison_table(&["class", "samples"], labels, two);
     let row = |table: &mut Table, name: String, samples: String, values: Vec<Option<f64>>| {
         let mut cells = vec![name, samples];
         cells.extend(values.iter().map(|&v| metric(v)));
@@ -752,6 +734,22 @@ fn compare(probes: &[&Probe], labels: &[String]) -> String {
         out.push_str("  n/a: undefined (the class has no samples)\n");
     }
     out
+}
+
+/// A table with `first` columns, one column per weights file (`labels`), and a `change` column when there are
+/// two; every column but the first right-aligned.
+fn comparison_table(first: &[&str], labels: &[String], two: bool) -> Table {
+    let mut header: Vec<String> = first.iter().map(|c| c.to_string()).collect();
+    header.extend(labels.iter().cloned());
+    if two {
+        header.push("change".into());
+    }
+    let columns = header.len();
+    let mut table = Table::new(header);
+    for column in 1..columns {
+        table = table.right(column);
+    }
+    table
 }
 
 #[cfg(test)]

@@ -79,15 +79,7 @@ impl Image {
         width: usize,
         values: Vec<u8>,
     ) -> ImageResult<Image> {
-        let count = channels
-            .checked_mul(height)
-            .and_then(|n| n.checked_mul(width));
-        if count != Some(values.len()) {
-            return Err(format!(
-                "{} values for an image of {channels} × {height} × {width}",
-                values.len()
-            ));
-        }
+        check_image_len(channels, height, width, values.len())?;
         Ok(Image {
             channels,
             height,
@@ -448,6 +440,24 @@ fn planar(hwc: &[u8], stride: usize, order: &[usize], height: usize, width: usiz
         width,
         values,
     }
+}
+
+/// Whether `len` values fill an image of `channels × height × width` (without overflow), else why not.
+pub(crate) fn check_image_len(
+    channels: usize,
+    height: usize,
+    width: usize,
+    len: usize,
+) -> Result<(), String> {
+    let count = channels
+        .checked_mul(height)
+        .and_then(|n| n.checked_mul(width));
+    if count != Some(len) {
+        return Err(format!(
+            "{len} values for an image of {channels} × {height} × {width}"
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -59,15 +59,7 @@ impl<'a> View<'a> {
         width: usize,
         values: Values<'a>,
     ) -> Result<Self, String> {
-        let count = channels
-            .checked_mul(height)
-            .and_then(|n| n.checked_mul(width));
-        if count != Some(values.len()) {
-            return Err(format!(
-                "{} values for an image of {channels} × {height} × {width}",
-                values.len()
-            ));
-        }
+        super::pixels::check_image_len(channels, height, width, values.len())?;
         Ok(View {
             channels,
             height,

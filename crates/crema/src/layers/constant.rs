@@ -11,7 +11,7 @@
 
 use crate::blob::Blob;
 use crate::io;
-use crate::layer::{Arity, Layer, LayerContext, LayerError, LayerResult};
+use crate::layer::{required_text, Arity, Layer, LayerContext, LayerError, LayerResult};
 use crate::layers::input::shape_from_proto;
 
 /// The Constant layer.
@@ -23,14 +23,11 @@ pub struct Constant {
 /// Makes a Constant layer: reads and checks its file.
 pub fn create(ctx: &mut LayerContext) -> LayerResult<Box<dyn Layer>> {
     let param = ctx.param.constant_param.clone().unwrap_or_default();
-    let source = match param.source.as_deref() {
-        Some(s) if !s.is_empty() => s,
-        _ => {
-            return Err(LayerError::new(
-                "constant_param.source: missing; give the .binaryproto or .npy file to load",
-            ))
-        }
-    };
+    let source = required_text(
+        param.source.as_deref(),
+        "constant_param.source",
+        "the .binaryproto or .npy file to load",
+    )?;
     let path = ctx.resolve(source);
     let array = io::read_array(&path)
         .map_err(|e| LayerError::new(format!("constant_param.source: {e}")))?;

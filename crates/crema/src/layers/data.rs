@@ -33,7 +33,9 @@ use crate::data::lmdb::{key_text, LmdbReader};
 use crate::data::pixels::{invalid, ColorMode};
 use crate::data::prefetch::{Batch, BatchSource, Fill, Prefetcher, MAX_PREFETCH};
 use crate::data::transform::Transformer;
-use crate::layer::{Arity, Layer, LayerContext, LayerError, LayerResult};
+use crate::layer::{
+    required_count, required_text, Arity, Layer, LayerContext, LayerError, LayerResult,
+};
 use crate::math::Rng;
 
 /// A data layer whose batches come from a prefetched [`BatchSource`]: Data and ImageData.
@@ -182,20 +184,16 @@ struct DatumSource {
 /// Makes a Data layer: opens the LMDB and reads its first record for the tops' shape.
 pub fn create(ctx: &mut LayerContext) -> LayerResult<Box<dyn Layer>> {
     let param = ctx.param.data_param.clone().unwrap_or_default();
-    let source = match param.source.as_deref() {
-        Some(s) if !s.is_empty() => s,
-        _ => {
-            return Err(LayerError::new(
-                "data_param.source: missing; give the LMDB folder to read",
-            ))
-        }
-    };
-    let batch_size = param.batch_size() as usize;
-    if batch_size == 0 {
-        return Err(LayerError::new(
-            "data_param.batch_size: missing or 0; give the number of images of a batch",
-        ));
-    }
+    let source = required_text(
+        param.source.as_deref(),
+        "data_param.source",
+        "the LMDB folder to read",
+    )?;
+    let batch_size = required_count(
+        param.batch_size(),
+        "data_param.batch_size",
+        "the number of images of a batch",
+    )?;
     if param.backend.is_some() && param.backend() == Db::Leveldb {
         return Err(LayerError::new(
             "data_param.backend: LEVELDB is not supported; crema reads LMDB only (make one with `crema \

@@ -14,7 +14,9 @@ use smallvec::SmallVec;
 
 use crate::blob::Blob;
 use crate::data::hdf5::{Hdf5Position, Hdf5Source};
-use crate::layer::{Arity, Layer, LayerContext, LayerError, LayerResult};
+use crate::layer::{
+    required_count, required_text, Arity, Layer, LayerContext, LayerError, LayerResult,
+};
 
 /// The HDF5Data layer.
 pub struct Hdf5Data {
@@ -25,19 +27,16 @@ pub struct Hdf5Data {
 /// Makes an HDF5Data layer: reads the source list and checks its files' datasets, reading the first file.
 pub fn create(ctx: &mut LayerContext) -> LayerResult<Box<dyn Layer>> {
     let param = ctx.param.hdf5_data_param.clone().unwrap_or_default();
-    let source = match param.source.as_deref() {
-        Some(s) if !s.is_empty() => s,
-        _ => {
-            return Err(LayerError::new(
-                "hdf5_data_param.source: missing; give the text file that lists the .h5 files",
-            ))
-        }
-    };
-    if param.batch_size() == 0 {
-        return Err(LayerError::new(
-            "hdf5_data_param.batch_size: missing or 0; give the number of rows of a batch",
-        ));
-    }
+    let source = required_text(
+        param.source.as_deref(),
+        "hdf5_data_param.source",
+        "the text file that lists the .h5 files",
+    )?;
+    let batch_size = required_count(
+        param.batch_size(),
+        "hdf5_data_param.batch_size",
+        "the number of rows of a batch",
+    )?;
     if ctx.param.transform_param.is_some() {
         return Err(LayerError::new(
             "transform_param: HDF5Data does not transform data",
@@ -51,10 +50,7 @@ pub fn create(ctx: &mut LayerContext) -> LayerResult<Box<dyn Layer>> {
     let list = ctx.resolve(source);
     let source = Hdf5Source::open(&list, &ctx.param.top, param.shuffle(), ctx.rng.clone())
         .map_err(|e| LayerError::new(format!("hdf5_data_param.source: {e}")))?;
-    Ok(Box::new(Hdf5Data {
-        source,
-        batch_size: param.batch_size() as usize,
-    }))
+    Ok(Box::new(Hdf5Data { source, batch_size }))
 }
 
 impl Hdf5Data {

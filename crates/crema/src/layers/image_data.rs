@@ -34,7 +34,9 @@ use crate::data::image_list::read_list;
 use crate::data::pixels::{read_image, ColorMode, Image};
 use crate::data::prefetch::{Batch, BatchSource, Fill};
 use crate::data::transform::{Transformer, View};
-use crate::layer::{resolve_path, Layer, LayerContext, LayerError, LayerResult};
+use crate::layer::{
+    required_count, required_text, resolve_path, Layer, LayerContext, LayerError, LayerResult,
+};
 use crate::math::Rng;
 
 /// Images named in a list, transformed into batches.
@@ -64,20 +66,16 @@ struct ListSource {
 /// Makes an ImageData layer: reads the list (shuffled when asked) and the first image for the tops' shape.
 pub fn create(ctx: &mut LayerContext) -> LayerResult<Box<dyn Layer>> {
     let param = ctx.param.image_data_param.clone().unwrap_or_default();
-    let source = match param.source.as_deref() {
-        Some(s) if !s.is_empty() => s,
-        _ => {
-            return Err(LayerError::new(
-                "image_data_param.source: missing; give the text file of `path label` lines",
-            ))
-        }
-    };
-    let batch_size = param.batch_size() as usize;
-    if batch_size == 0 {
-        return Err(LayerError::new(
-            "image_data_param.batch_size: 0; give the number of images of a batch",
-        ));
-    }
+    let source = required_text(
+        param.source.as_deref(),
+        "image_data_param.source",
+        "the text file of `path label` lines",
+    )?;
+    let batch_size = required_count(
+        param.batch_size(),
+        "image_data_param.batch_size",
+        "the number of images of a batch",
+    )?;
     let resize = match (param.new_height() as usize, param.new_width() as usize) {
         (0, 0) => None,
         (h, w) if h > 0 && w > 0 => Some((h, w)),

@@ -554,15 +554,16 @@ fn column_tile<const FMA: bool>(
         tile_rows(labels, h, channels, start, len, weights, source);
     }
     let (weights, exps) = weights.split_at_mut(channels * TILE);
+    #[cfg(target_arch = "x86_64")]
+    let rows = Avx2Rows {
+        weights,
+        classes: &classes,
+        own: &own,
+    };
     if vectorized {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: only the AVX2+FMA instantiation (FMA is true) gets here.
         unsafe {
-            let rows = Avx2Rows {
-                weights,
-                classes: &classes,
-                own: &own,
-            };
             if diagonal {
                 tile_terms_avx2::<true>(
                     x, channels, inner, start, rows, exps, &mut maxes, &mut sums, &mut dots,
@@ -628,11 +629,6 @@ fn column_tile<const FMA: bool>(
         #[cfg(target_arch = "x86_64")]
         // SAFETY: only the AVX2+FMA instantiation (FMA is true) gets here.
         unsafe {
-            let rows = Avx2Rows {
-                weights,
-                classes: &classes,
-                own: &own,
-            };
             if diagonal {
                 tile_gradient_avx2::<true>(
                     grad,

@@ -1,18 +1,11 @@
 //! Building and running nets: wiring, splits, in-place layers, shared params, stages and backward inference.
 
 use crema_proto::caffe::Phase;
-use crema_proto::{text, NetParameter, NetState};
 
-use super::{Net, NetOptions};
+use super::Net;
 
 fn net(definition: &str, phase: Phase, stages: &[&str]) -> crate::Result<Net> {
-    let param: NetParameter = text::parse(definition, "test.prototxt").unwrap();
-    let state = NetState {
-        phase: Some(phase as i32),
-        stage: stages.iter().map(|s| s.to_string()).collect(),
-        ..Default::default()
-    };
-    Net::new(&param, &state, &NetOptions::default())
+    crate::testing::net_from_text(definition, phase, stages)
 }
 
 const BRANCHY: &str = r#"
