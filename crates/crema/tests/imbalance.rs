@@ -196,3 +196,69 @@ net_param {{
     assert_eq!(net.blob("H").unwrap().data(), h);
     assert_ne!(net.layer_params(ip)[0].data(), before.as_slice());
 }
+
+#[test]
+fn class_weights_feed_a_per_pixel_infogain_loss() {
+    // Scores N×C×H×W = 2×3×2×3 and labels N×1×H×W, as segmentation nets have them.
+    let scores: Vec<f32> = (0..36).map(|i| ((i * 7 % 11) as f32 - 5.0) * 0.4).collect();
+    let labels: [f32; 12] = [0.0, 0.0, 1.0, 0.0, 2.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 255.0];
+    let inputs = r#"
+layer { name: "in" type: "Input" top: "scores" top: "label"
+        input_param { shape { dim: 2 dim: 3 dim: 2 dim: 3 } shape { dim: 2 dim: 1 dim: 2 dim: 3 } } }"#;
+    let loss_layer = |h: &str| {
+        format!(
+            r#"layer {{ name: "loss" type: "InfogainLoss" bottom: "scores" bottom: "label" {h} top: "loss"
+        infogain_loss_param {{ axis: 1 {} }} loss_param {{ normalization: 0 ignore_label: 255 }} }}"#,
+            if h.is_empty() {
+                format!("source: {:?}", scratch("H_pixels.npy"))
+            } else {
+                String::new()
+            }
+        )
+    };
+    let run = |net: &mut Net| {
+        net.blob_mut("scores")
+            .unwrap()
+            .data_mut()
+            .copy_from_slice(&scores);
+        net.blob_mut("label")
+            .unwrap()
+            .data_mut()
+            .copy_from_slice(&labels);
+        let loss = net.forward().unwrap();
+        net.backward().unwrap();
+        (loss, net.blob_diff("scores").unwrap().to_vec())
+    };
+    // Counts (8, 2, 1) over the 11 counted pixels: mean-one w = 11 / (3 n) = (11/24, 11/6, 11/3).
+    let h = [
+        11.0 / 24.0,
+        0.0,
+        0.0,
+        0.0,
+        11.0 / 6.0,
+        0.0,
+        0.0,
+        0.0,
+        11.0 / 3.0,
+    ];
+    write_h(&scratch("H_pixels.npy"), &h);
+    let from_file = format!("{inputs}\n{}", loss_layer(""));
+    let (expected_loss, expected_gradient) =
+        run(&mut build(&from_file, Phase::Train, &[]).unwrap());
+    let in_net = format!(
+        r#"{inputs}
+layer {{ name: "H" type: "ClassWeights" bottom: "label" top: "H"
+        class_weights_param {{ num_classes: 3 ignore_label: 255 }} }}
+{}"#,
+        loss_layer(r#"bottom: "H""#)
+    );
+    let mut net = build(&in_net, Phase::Train, &[]).unwrap();
+    let (loss, gradient) = run(&mut net);
+    assert_close(net.blob("H").unwrap().data(), &h);
+    assert!((loss - expected_loss).abs() <= 1e-6 * expected_loss.abs());
+    assert_close(&gradient, &expected_gradient);
+    // The ignored pixel (the last of the second image, class rows 3 × 6 apart) gets no gradient.
+    for c in 0..3 {
+        assert_eq!(gradient[18 + c * 6 + 5], 0.0);
+    }
+}
