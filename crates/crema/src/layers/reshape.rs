@@ -105,7 +105,7 @@ impl Reshape {
                 LayerError::new("reshape_param.shape: the new shape's count overflows")
             })?;
         if let Some(i) = self.inferred {
-            if known == 0 || count % known != 0 {
+            if known == 0 || !count.is_multiple_of(known) {
                 return Err(LayerError::new(format!(
                     "reshape_param.shape: cannot infer the -1: the bottom's count {count} is not a multiple of \
                      the other dims' product {known}"

@@ -60,7 +60,7 @@ impl Layer for Slice {
         let tops = top.len();
         let mut shape = x.shape().to_vec();
         if self.points.is_empty() {
-            if len % tops != 0 {
+            if !len.is_multiple_of(tops) {
                 return Err(LayerError::new(format!(
                     "slice_param: {tops} tops do not split axis {axis} of length {len} evenly (bottom {})",
                     x.shape_string()

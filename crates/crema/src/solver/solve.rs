@@ -310,17 +310,18 @@ impl Solver {
             return Ok(());
         }
         let snapshot = self.param.snapshot();
-        if self.param.snapshot_after_train() && (snapshot <= 0 || self.iter % snapshot as u32 != 0)
+        if self.param.snapshot_after_train()
+            && (snapshot <= 0 || !self.iter.is_multiple_of(snapshot as u32))
         {
             self.snapshot(log)?;
         }
         let display = self.param.display();
-        if display > 0 && self.iter % display as u32 == 0 {
+        if display > 0 && self.iter.is_multiple_of(display as u32) {
             let loss = self.train.forward()?;
             log.line(&format!("Iteration {}, loss = {loss}", self.iter));
         }
         let interval = self.param.test_interval();
-        if interval > 0 && self.iter % interval as u32 == 0 {
+        if interval > 0 && self.iter.is_multiple_of(interval as u32) {
             self.test_all(log)?;
         }
         log.line("Optimization Done.");
@@ -341,12 +342,12 @@ impl Solver {
         }
         while self.iter < stop_iter {
             if interval > 0
-                && self.iter % interval == 0
+                && self.iter.is_multiple_of(interval)
                 && (self.iter > 0 || self.param.test_initialization())
             {
                 self.test_all(log)?;
             }
-            let displaying = display > 0 && self.iter % display == 0;
+            let displaying = display > 0 && self.iter.is_multiple_of(display);
             self.train.clear_param_diffs();
             let mut loss = 0.0;
             for _ in 0..iter_size {
@@ -378,7 +379,7 @@ impl Solver {
             }
             self.iter += 1;
             log.progress(self.iter, max_iter, self.smoothed_loss);
-            if snapshot > 0 && self.iter % snapshot == 0 {
+            if snapshot > 0 && self.iter.is_multiple_of(snapshot) {
                 self.snapshot(log)?;
             }
             if self.stop.load(Ordering::SeqCst) {
@@ -386,7 +387,7 @@ impl Solver {
                     "Stopping at iteration {}: snapshotting first.",
                     self.iter
                 ));
-                if !(snapshot > 0 && self.iter % snapshot == 0) {
+                if !(snapshot > 0 && self.iter.is_multiple_of(snapshot)) {
                     self.snapshot(log)?;
                 }
                 break;
