@@ -139,12 +139,11 @@ impl Layer for Accuracy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layers::test_support::context;
+    use crate::layers::test_support::{context, layer_from_text};
     use crate::testing::uniform_blob;
 
     fn layer(text: &str) -> Box<dyn Layer> {
-        let param = crema_proto::text::parse(text, "t").unwrap();
-        create(&mut context(&param)).unwrap()
+        layer_from_text(create, text)
     }
 
     fn run(text: &str, x: &Blob, labels: &Blob, tops: usize) -> LayerResult<Vec<Blob>> {

@@ -113,12 +113,11 @@ impl Layer for HingeLoss {
 mod tests {
     use super::*;
     use crate::layers::loss::test_support::scalar_loss;
-    use crate::layers::test_support::context;
+    use crate::layers::test_support::layer_from_text;
     use crate::testing::{uniform_blob, GradientChecker};
 
     fn layer(text: &str) -> Box<dyn Layer> {
-        let param = crema_proto::text::parse(text, "t").unwrap();
-        create(&mut context(&param)).unwrap()
+        layer_from_text(create, text)
     }
 
     fn run(text: &str, x: &Blob, labels: &Blob) -> LayerResult<f32> {

@@ -326,12 +326,11 @@ impl Layer for InfogainLoss {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layers::test_support::context;
+    use crate::layers::test_support::{context, layer_from_text};
     use crate::testing::{uniform_blob, GradientChecker};
 
     fn layer(text: &str) -> Box<dyn Layer> {
-        let param = crema_proto::text::parse(text, "t").unwrap();
-        create(&mut context(&param)).unwrap()
+        layer_from_text(create, text)
     }
 
     fn labels(shape: &[usize], classes: usize, seed: u64) -> Blob {

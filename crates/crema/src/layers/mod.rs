@@ -124,6 +124,12 @@ pub(crate) mod test_support {
         context_in(param, Phase::Train)
     }
 
+    /// A layer made by `create` from prototxt text (a TRAIN-phase context); panics on a bad definition.
+    pub fn layer_from_text(create: super::Constructor, text: &str) -> Box<dyn crate::layer::Layer> {
+        let param = crema_proto::text::parse(text, "t").unwrap();
+        create(&mut context(&param)).unwrap()
+    }
+
     /// A context for `param` in `phase`.
     pub fn context_in(param: &LayerParameter, phase: Phase) -> LayerContext<'_> {
         LayerContext {

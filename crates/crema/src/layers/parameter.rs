@@ -89,12 +89,11 @@ impl Layer for Parameter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layers::test_support::context;
+    use crate::layers::test_support::{context, layer_from_text};
     use crate::testing::GradientChecker;
 
     fn layer(text: &str) -> Box<dyn Layer> {
-        let param = crema_proto::text::parse(text, "t").unwrap();
-        create(&mut context(&param)).unwrap()
+        layer_from_text(create, text)
     }
 
     #[test]

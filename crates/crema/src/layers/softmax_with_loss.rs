@@ -183,12 +183,11 @@ impl Layer for SoftmaxWithLoss {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layers::test_support::context;
+    use crate::layers::test_support::layer_from_text;
     use crate::testing::{uniform_blob, GradientChecker};
 
     fn layer(text: &str) -> Box<dyn Layer> {
-        let param = crema_proto::text::parse(text, "t").unwrap();
-        create(&mut context(&param)).unwrap()
+        layer_from_text(create, text)
     }
 
     fn run(
