@@ -32,27 +32,111 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::ComputeMean(args) => commands::compute_mean::run(args),
-        Command::Convert(args) => commands::convert::run(args),
-        Command::ConvertImageset(args) => commands::convert_imageset::run(args),
-        Command::Forward(args) => commands::forward::run(args),
-        Command::Infogain(args) => commands::infogain::run(args),
-        Command::Inspect(args) => commands::inspect::run(args),
-        Command::Plot(args) => commands::plot::run(args),
-        Command::Test(args) => commands::test::run(args),
-        Command::Time(args) => commands::time::run(args),
-        Command::Train(args) => commands::train::run(args),
-        Command::Upgrade(args) => commands::upgrade::run(args),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
+    let name = cli.command.name();
+    let outcome = catching_panics(|| cli.command.run());
+    match outcome {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(error)) => {
             eprintln!("error: {error}");
             for cause in error.chain().skip(1) {
                 eprintln!("  caused by: {cause}");
             }
             ExitCode::FAILURE
         }
+        Err(panic) => {
+            eprintln!(
+                "error: crema {name}: internal error: {panic}\n  This is a bug in crema, not in your files: \
+                 please report it with the command line and the files it read."
+            );
+            ExitCode::from(PANIC_EXIT)
+        }
+    }
+}
+
+/// The exit status after an internal error (a panic), as Rust's own: scripts and fuzzers can tell it from an
+/// error in the input (status 1).
+const PANIC_EXIT: u8 = 101;
+
+/// Runs `f`; a panic comes back as its message and place instead of a backtrace on stderr (set
+/// `CREMA_BACKTRACE=1` to see the backtrace as well).
+fn catching_panics<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    use std::sync::{Arc, Mutex};
+    let first: Arc<Mutex<Option<String>>> = Arc::default();
+    let record = Arc::clone(&first);
+    let show_backtrace = std::env::var_os("CREMA_BACKTRACE").is_some_and(|v| v != "0");
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".to_owned());
+        let place = info
+            .location()
+            .map(|l| format!(" (at {}:{})", l.file(), l.line()))
+            .unwrap_or_default();
+        if show_backtrace {
+            eprintln!("{}", std::backtrace::Backtrace::force_capture());
+        }
+        if let Ok(mut slot) = record.lock() {
+            // A panic on another thread (a data prefetcher) comes first; the main thread then reports it.
+            slot.get_or_insert(format!("{message}{place}"));
+        }
+    }));
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|_| {
+        first
+            .lock()
+            .ok()
+            .and_then(|mut slot| slot.take())
+            .unwrap_or_else(|| "a panic".to_owned())
+    })
+}
+
+impl Command {
+    /// The subcommand's name, as typed.
+    fn name(&self) -> &'static str {
+        match self {
+            Command::ComputeMean(_) => "compute-mean",
+            Command::Convert(_) => "convert",
+            Command::ConvertImageset(_) => "convert-imageset",
+            Command::Forward(_) => "forward",
+            Command::Infogain(_) => "infogain",
+            Command::Inspect(_) => "inspect",
+            Command::Plot(_) => "plot",
+            Command::Test(_) => "test",
+            Command::Time(_) => "time",
+            Command::Train(_) => "train",
+            Command::Upgrade(_) => "upgrade",
+        }
+    }
+
+    fn run(self) -> anyhow::Result<()> {
+        match self {
+            Command::ComputeMean(args) => commands::compute_mean::run(args),
+            Command::Convert(args) => commands::convert::run(args),
+            Command::ConvertImageset(args) => commands::convert_imageset::run(args),
+            Command::Forward(args) => commands::forward::run(args),
+            Command::Infogain(args) => commands::infogain::run(args),
+            Command::Inspect(args) => commands::inspect::run(args),
+            Command::Plot(args) => commands::plot::run(args),
+            Command::Test(args) => commands::test::run(args),
+            Command::Time(args) => commands::time::run(args),
+            Command::Train(args) => commands::train::run(args),
+            Command::Upgrade(args) => commands::upgrade::run(args),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_becomes_its_message_and_place() {
+        let caught = catching_panics(|| -> u32 { panic!("index {} out of range", 7) });
+        let message = caught.unwrap_err();
+        assert!(message.starts_with("index 7 out of range (at "), "{message}");
+        assert!(message.contains("main.rs:"), "{message}");
+        assert_eq!(catching_panics(|| 5), Ok(5));
     }
 }

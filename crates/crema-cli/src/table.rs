@@ -71,3 +71,29 @@ impl Table {
         out
     }
 }
+
+/// `text` followed by spaces up to `width` characters. Unlike `{:<width$}`, any width works: a name read from
+/// a file can be longer than the formatter's limit of 65535.
+pub fn pad_right(text: &str, width: usize) -> String {
+    let fill = width.saturating_sub(text.chars().count());
+    format!("{text}{}", " ".repeat(fill))
+}
+
+/// Spaces up to `width` characters, then `text` (see [`pad_right`]).
+pub fn pad_left(text: &str, width: usize) -> String {
+    let fill = width.saturating_sub(text.chars().count());
+    format!("{}{text}", " ".repeat(fill))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn padding_takes_widths_past_the_formatters_limit() {
+        let long = "n".repeat(70_000);
+        assert_eq!(pad_right(&long, 70_002).len(), 70_002);
+        assert_eq!(pad_left("ab", 4), "  ab");
+        assert_eq!(pad_right("abc", 1), "abc");
+    }
+}

@@ -30,14 +30,24 @@ pub fn fill(blob: &mut Blob, filler: &FillerParameter, rng: &mut Rng, field: &st
         VarianceNorm::Average => (fan_in + fan_out) as f32 / 2.0,
     };
     let uniform = |blob: &mut Blob, rng: &mut Rng, low: f32, high: f32| -> LayerResult {
-        if low.partial_cmp(&high).is_none_or(|order| order.is_gt()) {
+        if !low.is_finite() || !high.is_finite() {
+            return Err(LayerError::new(format!(
+                "{field}: min {low} and max {high} must be finite numbers"
+            )));
+        }
+        if low > high {
             return Err(LayerError::new(format!(
                 "{field}: min {low} is above max {high}"
             )));
         }
+        let wide = !(high - low).is_finite();
         for v in blob.data_mut() {
             *v = if low == high {
                 low
+            } else if wide {
+                // The span overflows f32 (e.g. -3e38..3e38): draw in f64, where it fits.
+                let (low, high) = (f64::from(low), f64::from(high));
+                (low + (high - low) * rng.random::<f64>()) as f32
             } else {
                 rng.random_range(low..=high)
             };
@@ -45,6 +55,11 @@ pub fn fill(blob: &mut Blob, filler: &FillerParameter, rng: &mut Rng, field: &st
         Ok(())
     };
     let gaussian = |blob: &mut Blob, rng: &mut Rng, mean: f32, std: f32| -> LayerResult {
+        if !mean.is_finite() || !std.is_finite() || std < 0.0 {
+            return Err(LayerError::new(format!(
+                "{field}: mean {mean} and std {std} must be finite, std non-negative"
+            )));
+        }
         let normal = Normal::new(mean, std).map_err(|_| {
             LayerError::new(format!("{field}: std {std} must be a non-negative number"))
         })?;
@@ -54,7 +69,15 @@ pub fn fill(blob: &mut Blob, filler: &FillerParameter, rng: &mut Rng, field: &st
         Ok(())
     };
     match filler.r#type() {
-        "constant" => blob.data_mut().fill(filler.value()),
+        "constant" => {
+            let value = filler.value();
+            if !value.is_finite() {
+                return Err(LayerError::new(format!(
+                    "{field}: value {value} is not a finite number"
+                )));
+            }
+            blob.data_mut().fill(value)
+        }
         "uniform" => uniform(blob, rng, filler.min(), filler.max())?,
         "gaussian" => {
             gaussian(blob, rng, filler.mean(), filler.std())?;
@@ -219,5 +242,36 @@ mod tests {
                 .starts_with("weight_filler: unknown filler type \"orthogonal\""),
             "{err}"
         );
+    }
+
+    fn fill_err(kind: &str, edit: impl FnOnce(&mut FillerParameter)) -> String {
+        let mut filler = FillerParameter {
+            r#type: Some(kind.into()),
+            ..Default::default()
+        };
+        edit(&mut filler);
+        let mut blob = Blob::new(&[4]).unwrap();
+        fill(&mut blob, &filler, &mut crate::math::rng(1, 0), "data_filler")
+            .unwrap_err()
+            .0
+    }
+
+    #[test]
+    fn a_uniform_span_past_f32_is_drawn_in_f64() {
+        let blob = filled("uniform", &[1000], |f| (f.min, f.max) = (Some(-3e38), Some(3e38)));
+        assert!(blob.data().iter().all(|v| (-3e38..=3e38).contains(v)));
+        assert!(blob.data().iter().any(|&v| v < -1e38) && blob.data().iter().any(|&v| v > 1e38));
+    }
+
+    #[test]
+    fn non_finite_parameters_are_refused_naming_the_field() {
+        let err = fill_err("uniform", |f| (f.min, f.max) = (Some(0.0), Some(f32::INFINITY)));
+        assert_eq!(err, "data_filler: min 0 and max inf must be finite numbers");
+        let err = fill_err("uniform", |f| f.min = Some(f32::NAN));
+        assert!(err.contains("must be finite"), "{err}");
+        let err = fill_err("gaussian", |f| f.std = Some(f32::INFINITY));
+        assert!(err.starts_with("data_filler: mean 0 and std inf"), "{err}");
+        let err = fill_err("constant", |f| f.value = Some(f32::NAN));
+        assert_eq!(err, "data_filler: value NaN is not a finite number");
     }
 }

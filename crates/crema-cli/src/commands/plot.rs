@@ -4,6 +4,7 @@
 //! solver.cpp:218] ` prefix); [`plot_log`] parses and draws in one call, for `crema train` to use at the end.
 //! The SVG's text is SVG `<text>`, so no font files are needed to write it.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -77,19 +78,28 @@ fn output_line(rest: &str) -> Option<(usize, &str, f64, bool)> {
     Some((index.parse().ok()?, name, value, rest.contains(" loss)")))
 }
 
+/// The series of one kind of output line, each with its key (test net, output index), found by key in
+/// constant time (a log may name many thousands of outputs).
+#[derive(Default)]
+struct Keys {
+    in_order: Vec<(usize, usize)>,
+    index: HashMap<(usize, usize), usize>,
+}
+
 /// Adds a point to the series keyed `key`, making it on first use.
 fn push_point(
     series: &mut Vec<Series>,
-    keys: &mut Vec<(usize, usize)>,
+    keys: &mut Keys,
     key: (usize, usize),
     name: &str,
     point: (f64, f64),
     is_loss: bool,
 ) {
-    let at = match keys.iter().position(|k| *k == key) {
-        Some(at) => at,
+    let at = match keys.index.get(&key) {
+        Some(&at) => at,
         None => {
-            keys.push(key);
+            keys.index.insert(key, series.len());
+            keys.in_order.push(key);
             series.push(Series {
                 label: name.to_owned(),
                 points: Vec::new(),
@@ -103,21 +113,25 @@ fn push_point(
 
 /// Gives series that share a name an index (`per_class_accuracy[3]`), and prefixes the test net's number when
 /// the log has several.
-fn label_series(series: &mut [Series], keys: &[(usize, usize)], prefix: &str) {
+fn label_series(series: &mut [Series], keys: &Keys, prefix: &str) {
+    let keys = &keys.in_order;
     let several_nets = keys.iter().any(|k| k.0 != keys[0].0);
-    let names: Vec<String> = series.iter().map(|s| s.label.clone()).collect();
-    for (i, s) in series.iter_mut().enumerate() {
-        let same: Vec<usize> = (0..names.len())
-            .filter(|&j| names[j] == names[i] && keys[j].0 == keys[i].0)
-            .collect();
+    let mut sharing: HashMap<(usize, String), usize> = HashMap::new();
+    for (s, key) in series.iter().zip(keys) {
+        *sharing.entry((key.0, s.label.clone())).or_default() += 1;
+    }
+    let mut seen: HashMap<(usize, String), usize> = HashMap::new();
+    for (s, key) in series.iter_mut().zip(keys) {
+        let name_key = (key.0, std::mem::take(&mut s.label));
         let mut label = String::from(prefix);
         if several_nets {
-            let _ = write!(label, "#{} ", keys[i].0);
+            let _ = write!(label, "#{} ", key.0);
         }
-        label.push_str(&names[i]);
-        if same.len() > 1 {
-            let position = same.iter().position(|&j| j == i).expect("i is among them");
+        label.push_str(&name_key.1);
+        if sharing[&name_key] > 1 {
+            let position = seen.entry(name_key).or_default();
             let _ = write!(label, "[{position}]");
+            *position += 1;
         }
         s.label = label;
     }
@@ -126,7 +140,7 @@ fn label_series(series: &mut [Series], keys: &[(usize, usize)], prefix: &str) {
 /// Reads the curves out of a training log's text. Lines it does not know are skipped.
 pub fn parse_log(text: &str) -> TrainingLog {
     let mut log = TrainingLog::default();
-    let (mut test_keys, mut train_keys) = (Vec::new(), Vec::new());
+    let (mut test_keys, mut train_keys) = (Keys::default(), Keys::default());
     let mut testing: Option<(f64, usize)> = None;
     let mut training: Option<f64> = None;
     for line in text.lines() {
@@ -251,14 +265,20 @@ fn finite_points(points: &[(f64, f64)], dropped: &mut usize) -> Vec<(f64, f64)> 
     kept
 }
 
-/// A range around `[lo, hi]` with a margin, never empty.
+/// A range around `[lo, hi]` (finite) with a margin, never empty, and finite even at the ends of f64.
 fn padded(lo: f64, hi: f64, fraction: f64) -> std::ops::Range<f64> {
-    if hi > lo {
-        let pad = (hi - lo) * fraction;
-        lo - pad..hi + pad
+    let pad = if hi > lo {
+        (hi / 2.0 - lo / 2.0) * 2.0 * fraction
+    } else if lo == 0.0 {
+        1.0
     } else {
-        let pad = if lo == 0.0 { 1.0 } else { lo.abs() * 0.1 };
-        lo - pad..hi + pad
+        lo.abs() * 0.1
+    };
+    let range = lo - pad..hi + pad;
+    if range.start.is_finite() && range.end.is_finite() && range.end > range.start {
+        range
+    } else {
+        lo..if hi > lo { hi } else { lo + lo.abs().max(1.0) * f64::EPSILON * 4.0 }
     }
 }
 
@@ -323,7 +343,7 @@ where
     let x_range = if x_hi > x_lo {
         x_lo..x_hi
     } else {
-        x_lo - 1.0..x_hi + 1.0
+        padded(x_lo, x_hi, 0.0)
     };
     let mut builder = ChartBuilder::on(&chart_area);
     builder
@@ -426,7 +446,8 @@ pub fn render_svg(log: &TrainingLog, title: &str) -> Result<(String, PlotSummary
         });
         next_color += 1;
     }
-    let lr_changes = log.learning_rate.windows(2).any(|w| w[0].1 != w[1].1);
+    let lr_points = finite_points(&log.learning_rate, &mut non_finite);
+    let lr_changes = lr_points.windows(2).any(|w| w[0].1 != w[1].1);
     let mut panels = Vec::new();
     loss_curves.retain(|c| !c.points.is_empty());
     other_curves.retain(|c| !c.points.is_empty());
@@ -452,7 +473,7 @@ pub fn render_svg(log: &TrainingLog, title: &str) -> Result<(String, PlotSummary
             y_desc: "learning rate",
             curves: vec![Curve {
                 label: "lr",
-                points: finite_points(&log.learning_rate, &mut non_finite),
+                points: lr_points,
                 color: RGBColor(60, 60, 60),
                 markers: false,
             }],

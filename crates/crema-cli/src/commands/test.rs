@@ -572,7 +572,7 @@ fn run_several(args: &Args) -> Result<()> {
     );
     let width = labels.iter().map(|l| l.chars().count()).max().unwrap_or(0);
     for (label, weights) in labels.iter().zip(&args.weights) {
-        println!("  {label:width$}  {}", weights.display());
+        println!("  {}  {}", crate::table::pad_right(label, width), weights.display());
     }
     let two = runs.len() == 2;
     let mut table = comparison_table(&["output"], &labels, two);

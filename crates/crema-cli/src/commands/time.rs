@@ -7,6 +7,7 @@ use anyhow::{bail, Context, Result};
 
 use super::forward::build_net;
 use super::test::{caffe_number, note_zero_inputs, PhaseArg};
+use crate::table::{pad_left, pad_right};
 
 /// Time a net: one forward-backward pass to warm up, then N passes timing every layer forward and backward.
 ///
@@ -115,8 +116,11 @@ pub fn run(args: Args) -> Result<()> {
     for i in 0..layers {
         let unit = if backward_cells[i] == "-" { "  " } else { "ms" };
         let line = format!(
-            "  {:<name_w$}  {:<type_w$}  forward: {:>fw$} ms  backward: {:>bw$} {unit}",
-            names[i], types[i], forward_cells[i], backward_cells[i],
+            "  {}  {}  forward: {} ms  backward: {} {unit}",
+            pad_right(names[i], name_w),
+            pad_right(types[i], type_w),
+            pad_left(&forward_cells[i], fw),
+            pad_left(&backward_cells[i], bw),
         );
         println!("{}", line.trim_end());
     }
