@@ -37,9 +37,16 @@ fn main() -> ExitCode {
     match outcome {
         Ok(Ok(())) => ExitCode::SUCCESS,
         Ok(Err(error)) => {
-            eprintln!("error: {error}");
+            let message = error.to_string();
+            eprintln!("error: {message}");
+            let mut said = message;
             for cause in error.chain().skip(1) {
-                eprintln!("  caused by: {cause}");
+                // Library errors mostly include their source in their own message; say each thing once.
+                let cause = cause.to_string();
+                if !said.contains(&cause) {
+                    eprintln!("  caused by: {cause}");
+                    said.push_str(&cause);
+                }
             }
             ExitCode::FAILURE
         }
@@ -135,7 +142,10 @@ mod tests {
     fn a_panic_becomes_its_message_and_place() {
         let caught = catching_panics(|| -> u32 { panic!("index {} out of range", 7) });
         let message = caught.unwrap_err();
-        assert!(message.starts_with("index 7 out of range (at "), "{message}");
+        assert!(
+            message.starts_with("index 7 out of range (at "),
+            "{message}"
+        );
         assert!(message.contains("main.rs:"), "{message}");
         assert_eq!(catching_panics(|| 5), Ok(5));
     }

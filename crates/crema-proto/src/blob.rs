@@ -167,6 +167,44 @@ pub fn checked<'a>(blob: &'a BlobProto, origin: &str) -> Result<(Vec<usize>, Blo
     Ok((shape, data))
 }
 
+/// Whether a blob of `shape` can take this proto's values, by Caffe's `Blob::ShapeEquals`: a proto with legacy
+/// `num`/`channels`/`height`/`width` fields matches a shape of at most four axes that, padded with leading 1s,
+/// is the same (what V0/V1 caffemodels and the model zoo's pretrained weights hold: InnerProduct weights as
+/// 1×1×N×K); any other proto's `shape` must be equal.
+pub fn shape_equals(blob: &BlobProto, shape: &[usize]) -> bool {
+    if is_legacy_shape(blob) {
+        if shape.len() > 4 {
+            return false;
+        }
+        let padded = std::iter::repeat_n(1, 4 - shape.len()).chain(shape.iter().copied());
+        let legacy = [blob.num(), blob.channels(), blob.height(), blob.width()];
+        return padded
+            .zip(legacy)
+            .all(|(dim, given)| i64::try_from(dim) == Ok(i64::from(given)));
+    }
+    let given = blob.shape.as_ref().map_or(&[][..], |s| &s.dim[..]);
+    given.len() == shape.len()
+        && given
+            .iter()
+            .zip(shape)
+            .all(|(&g, &d)| i64::try_from(d) == Ok(g))
+}
+
+/// The shape as Caffe prints it, `1 1 4 3 (12)`, with `num`/`channels`/`height`/`width` named when the proto
+/// uses the legacy fields.
+pub fn shape_string(blob: &BlobProto) -> String {
+    let raw = raw_shape(blob);
+    let dims: Vec<String> = raw.iter().map(i64::to_string).collect();
+    let count = raw.iter().try_fold(1i64, |acc, &d| acc.checked_mul(d));
+    let count = count.map_or_else(|| "too many".to_owned(), |c| c.to_string());
+    let legacy = if is_legacy_shape(blob) {
+        " as num/channels/height/width"
+    } else {
+        ""
+    };
+    format!("{} ({count}){legacy}", dims.join(" "))
+}
+
 fn shape_of(shape: &[usize]) -> Option<BlobShape> {
     Some(BlobShape {
         dim: shape.iter().map(|&d| d as i64).collect(),
@@ -194,6 +232,38 @@ pub fn from_f64(shape: &[usize], double_data: Vec<f64>) -> BlobProto {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn legacy_shapes_match_padded_with_leading_ones() {
+        let legacy = |n, c, h, w| BlobProto {
+            num: Some(n),
+            channels: Some(c),
+            height: Some(h),
+            width: Some(w),
+            ..Default::default()
+        };
+        assert!(shape_equals(&legacy(1, 1, 4, 3), &[4, 3]));
+        assert!(shape_equals(&legacy(1, 1, 1, 4), &[4]));
+        assert!(shape_equals(&legacy(2, 3, 4, 5), &[2, 3, 4, 5]));
+        assert!(shape_equals(&legacy(1, 1, 1, 1), &[]));
+        assert!(!shape_equals(&legacy(1, 1, 3, 4), &[4, 3]));
+        assert!(!shape_equals(&legacy(2, 1, 4, 3), &[4, 3]));
+        assert!(!shape_equals(&legacy(1, 1, 4, 3), &[1, 1, 1, 4, 3]));
+        let modern = BlobProto {
+            shape: Some(BlobShape {
+                dim: vec![1, 1, 4, 3],
+            }),
+            ..Default::default()
+        };
+        // Only the legacy fields are padded: a `shape` must be equal, as in Caffe.
+        assert!(!shape_equals(&modern, &[4, 3]));
+        assert!(shape_equals(&modern, &[1, 1, 4, 3]));
+        assert_eq!(
+            shape_string(&legacy(1, 1, 4, 3)),
+            "1 1 4 3 (12) as num/channels/height/width"
+        );
+        assert_eq!(shape_string(&modern), "1 1 4 3 (12)");
+    }
 
     #[test]
     fn legacy_fields_win_even_when_partial() {

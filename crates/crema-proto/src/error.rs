@@ -16,6 +16,11 @@ pub enum ProtoError {
         source: std::io::Error,
     },
 
+    /// A path that names a directory, a FIFO, a device or a socket where a file is expected: reading it could
+    /// block forever or never end.
+    #[error("{path}: is {kind}, not a regular file")]
+    NotAFile { path: PathBuf, kind: &'static str },
+
     /// A text-format (prototxt) file that does not parse.
     #[error("{origin}:{line}:{column}: {message}\n{context}")]
     TextParse {

@@ -20,20 +20,82 @@ fn io_error(path: &Path, source: std::io::Error) -> ProtoError {
     }
 }
 
-/// Reads a whole file after checking its size against `limit`.
+/// The size of the regular file at `path` (links followed), or an error when it is missing, unreadable, or not
+/// a regular file: a directory, a FIFO (reading one blocks until some other process writes), a device (such as
+/// `/dev/zero`, which never ends) or a socket. Every reader of a path from input checks this before opening.
+pub fn regular_file_size(path: &Path) -> Result<u64> {
+    use std::os::unix::fs::FileTypeExt as _;
+    let metadata = std::fs::metadata(path).map_err(|e| io_error(path, e))?;
+    let kind = metadata.file_type();
+    let what = if kind.is_file() {
+        return Ok(metadata.len());
+    } else if kind.is_dir() {
+        "a directory"
+    } else if kind.is_fifo() {
+        "a FIFO (named pipe)"
+    } else if kind.is_char_device() || kind.is_block_device() {
+        "a device"
+    } else if kind.is_socket() {
+        "a socket"
+    } else {
+        "a special file"
+    };
+    Err(ProtoError::NotAFile {
+        path: path.to_owned(),
+        kind: what,
+    })
+}
+
+/// Reads a whole regular file (see [`regular_file_size`]) of at most `limit` bytes; `what` names what it should
+/// hold in the error for a larger one. The buffer is reserved fallibly, and reading stops past `limit` even if
+/// the file grows meanwhile.
 pub fn read_bytes(path: &Path, limit: u64, what: &'static str) -> Result<Vec<u8>> {
-    let size = std::fs::metadata(path)
-        .map_err(|e| io_error(path, e))?
-        .len();
+    use std::io::Read as _;
+    let too_large = |size: u64| ProtoError::TooLarge {
+        origin: path.display().to_string(),
+        message: what,
+        size,
+        limit,
+    };
+    let size = regular_file_size(path)?;
     if size > limit {
-        return Err(ProtoError::TooLarge {
-            origin: path.display().to_string(),
-            message: what,
-            size,
-            limit,
-        });
+        return Err(too_large(size));
     }
-    std::fs::read(path).map_err(|e| io_error(path, e))
+    let file = std::fs::File::open(path).map_err(|e| io_error(path, e))?;
+    let mut bytes = Vec::new();
+    bytes.try_reserve_exact(size as usize).map_err(|_| {
+        io_error(
+            path,
+            std::io::Error::new(
+                std::io::ErrorKind::OutOfMemory,
+                format!("not enough memory to read its {size} bytes"),
+            ),
+        )
+    })?;
+    file.take(limit.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|e| io_error(path, e))?;
+    if bytes.len() as u64 > limit {
+        return Err(too_large(bytes.len() as u64));
+    }
+    Ok(bytes)
+}
+
+/// The largest list or other plain-text file crema reads (an HDF5 source list, an image list, counts).
+pub const MAX_TEXT_BYTES: u64 = 1 << 30;
+
+/// Reads a whole regular text file as [`read_bytes`] does, at most [`MAX_TEXT_BYTES`]; it must be UTF-8.
+pub fn read_text_file(path: &Path, what: &'static str) -> Result<String> {
+    let bytes = read_bytes(path, MAX_TEXT_BYTES, what)?;
+    String::from_utf8(bytes).map_err(|e| {
+        io_error(
+            path,
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("not UTF-8 text (byte {})", e.utf8_error().valid_up_to()),
+            ),
+        )
+    })
 }
 
 /// Reads a text-format file as the message `M`, with no upgrade.

@@ -46,7 +46,9 @@ impl Blob {
                 reason: format!("shape {shape:?} does not hold {} values", data.len()),
             });
         }
-        let diff = vec![0.0; data.len()];
+        let diff = crate::memory::zeroed(data.len(), || {
+            format!("the gradient of a blob of shape {shape:?}")
+        })?;
         Ok(Blob {
             shape: shape.to_vec(),
             data,
@@ -54,13 +56,22 @@ impl Blob {
         })
     }
 
-    /// Gives the blob a new shape. Storage is kept when the count does not grow; new elements are zero.
+    /// Gives the blob a new shape. Storage is kept when the count does not grow; new elements are zero. When
+    /// the memory for the new shape cannot be had, the error says so and the blob keeps its old shape.
     pub fn reshape(&mut self, shape: &[usize]) -> Result<()> {
         let count = shape_count(shape)?;
+        let old_count = self.data.len();
+        crate::memory::resize(&mut self.data, count, 0.0, || {
+            format!("a blob of shape {shape:?}")
+        })?;
+        if let Err(error) = crate::memory::resize(&mut self.diff, count, 0.0, || {
+            format!("the gradient of a blob of shape {shape:?}")
+        }) {
+            self.data.truncate(old_count);
+            return Err(error.into());
+        }
         self.shape.clear();
         self.shape.extend_from_slice(shape);
-        self.data.resize(count, 0.0);
-        self.diff.resize(count, 0.0);
         Ok(())
     }
 
@@ -186,6 +197,38 @@ impl Blob {
             proto.diff = self.diff.clone();
         }
         proto
+    }
+
+    /// Copies a BlobProto's values into this blob, whose shape stays: the proto's shape must match by Caffe's
+    /// `Blob::ShapeEquals` (legacy 4-D protos match shapes padded with leading 1s; see
+    /// [`crema_proto::blob::shape_equals`]). On a mismatch the error's reason gives both shapes, the proto's
+    /// as `in {source}` (`the weights file`).
+    pub fn copy_data_from_proto(
+        &mut self,
+        proto: &BlobProto,
+        origin: &str,
+        source: &str,
+    ) -> Result<()> {
+        let (_, values) = proto_blob::checked(proto, origin)?;
+        if !proto_blob::shape_equals(proto, &self.shape) {
+            return Err(Error::Shape {
+                origin: origin.to_owned(),
+                reason: format!(
+                    "shape {} in {source}, {} in the net",
+                    proto_blob::shape_string(proto),
+                    self.shape_string()
+                ),
+            });
+        }
+        match values {
+            proto_blob::BlobValues::F32(v) => self.data.copy_from_slice(v),
+            proto_blob::BlobValues::F64(v) => {
+                for (out, &v) in self.data.iter_mut().zip(v) {
+                    *out = v as f32;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// A blob from a BlobProto, by Caffe's rules (legacy 4-D shape first; double values rounded to f32).

@@ -40,6 +40,14 @@ pub enum Error {
     #[error(transparent)]
     Solver(#[from] crate::solver::SolverError),
 
+    /// An HDF5 file or source list that could not be read (the message names the file and the dataset).
+    #[error(transparent)]
+    Hdf5(#[from] crate::data::hdf5::Hdf5Error),
+
+    /// A buffer whose size came from input that the memory cannot hold.
+    #[error(transparent)]
+    OutOfMemory(#[from] crate::memory::AllocError),
+
     /// Values whose shape or count does not fit what they are used for.
     #[error("{origin}: {reason}")]
     Shape { origin: String, reason: String },
@@ -52,6 +60,15 @@ impl Error {
             source,
         }
     }
+}
+
+/// The size of the regular file at `path` ([`crema_proto::files::regular_file_size`]), a missing or unreadable
+/// one being an [`Error::Io`] like any other read of it.
+pub(crate) fn regular_file_size(path: &std::path::Path) -> Result<u64> {
+    crema_proto::files::regular_file_size(path).map_err(|e| match e {
+        ProtoError::Io { path, source } => Error::Io { path, source },
+        other => other.into(),
+    })
 }
 
 /// Result with [`Error`].

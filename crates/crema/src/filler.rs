@@ -251,21 +251,30 @@ mod tests {
         };
         edit(&mut filler);
         let mut blob = Blob::new(&[4]).unwrap();
-        fill(&mut blob, &filler, &mut crate::math::rng(1, 0), "data_filler")
-            .unwrap_err()
-            .0
+        fill(
+            &mut blob,
+            &filler,
+            &mut crate::math::rng(1, 0),
+            "data_filler",
+        )
+        .unwrap_err()
+        .0
     }
 
     #[test]
     fn a_uniform_span_past_f32_is_drawn_in_f64() {
-        let blob = filled("uniform", &[1000], |f| (f.min, f.max) = (Some(-3e38), Some(3e38)));
+        let blob = filled("uniform", &[1000], |f| {
+            (f.min, f.max) = (Some(-3e38), Some(3e38))
+        });
         assert!(blob.data().iter().all(|v| (-3e38..=3e38).contains(v)));
         assert!(blob.data().iter().any(|&v| v < -1e38) && blob.data().iter().any(|&v| v > 1e38));
     }
 
     #[test]
     fn non_finite_parameters_are_refused_naming_the_field() {
-        let err = fill_err("uniform", |f| (f.min, f.max) = (Some(0.0), Some(f32::INFINITY)));
+        let err = fill_err("uniform", |f| {
+            (f.min, f.max) = (Some(0.0), Some(f32::INFINITY))
+        });
         assert_eq!(err, "data_filler: min 0 and max inf must be finite numbers");
         let err = fill_err("uniform", |f| f.min = Some(f32::NAN));
         assert!(err.contains("must be finite"), "{err}");

@@ -68,9 +68,11 @@ pub enum ImbalanceError {
     )]
     LabelOutOfRange {
         index: usize,
-        value: i64,
+        value: f64,
         classes: usize,
     },
+    #[error(transparent)]
+    OutOfMemory(#[from] crate::memory::AllocError),
     #[error("beta {0} is outside [0, 1)")]
     BadBeta(f64),
     #[error("count {value} of class {class} is not a non-negative whole number")]
@@ -92,7 +94,7 @@ pub fn count_labels(
     if classes > MAX_CLASSES {
         return Err(ImbalanceError::TooManyClasses(classes));
     }
-    let mut counts = vec![0u64; classes];
+    let mut counts = crate::memory::zeroed(classes, || format!("the counts of {classes} classes"))?;
     add_label_counts(&mut counts, labels, ignore_label)?;
     Ok(counts)
 }
@@ -124,17 +126,18 @@ fn label_class(
     classes: usize,
     ignore_label: Option<i64>,
 ) -> Result<Option<usize>, ImbalanceError> {
-    if !value.is_finite() || value.fract() != 0.0 || value.abs() > 2f64.powi(53) {
+    if !value.is_finite() || value.fract() != 0.0 {
         return Err(ImbalanceError::LabelNotInteger { index, value });
     }
+    // Whole numbers past 2^53 (a uint64 max read as a float) are out of range, not fractional.
     let label = value as i64;
-    if ignore_label == Some(label) {
+    if ignore_label == Some(label) && value.abs() <= 2f64.powi(53) {
         return Ok(None);
     }
-    if label < 0 || label as u64 >= classes as u64 {
+    if value < 0.0 || value >= classes as f64 {
         return Err(ImbalanceError::LabelOutOfRange {
             index,
-            value: label,
+            value,
             classes,
         });
     }
@@ -163,7 +166,9 @@ pub fn class_weights(
     method: Method,
     normalization: Normalization,
 ) -> Result<Vec<f64>, ImbalanceError> {
-    let mut weights = vec![0.0; counts.len()];
+    let mut weights = crate::memory::zeroed(counts.len(), || {
+        format!("the weights of {} classes", counts.len())
+    })?;
     class_weights_into(counts, method, normalization, &mut weights)?;
     Ok(weights)
 }
@@ -248,10 +253,13 @@ pub fn write_diagonal_matrix(weights: &[f64], h: &mut [f32]) {
 }
 
 /// The C×C infogain matrix `H = diag(weights)`, row-major.
-pub fn diagonal_matrix(weights: &[f64]) -> Vec<f32> {
-    let mut h = vec![0.0f32; weights.len() * weights.len()];
+pub fn diagonal_matrix(weights: &[f64]) -> Result<Vec<f32>, ImbalanceError> {
+    let classes = weights.len();
+    let mut h = crate::memory::zeroed(classes * classes, || {
+        format!("H for {classes} classes ({classes} × {classes})")
+    })?;
     write_diagonal_matrix(weights, &mut h);
-    h
+    Ok(h)
 }
 
 #[cfg(test)]
@@ -398,7 +406,7 @@ mod tests {
             count_labels(labels, 3, None),
             Err(ImbalanceError::LabelOutOfRange {
                 index: 3,
-                value: -1,
+                value: -1.0,
                 classes: 3
             })
         );
@@ -406,7 +414,7 @@ mod tests {
             count_labels([0.0, 3.0], 3, None),
             Err(ImbalanceError::LabelOutOfRange {
                 index: 1,
-                value: 3,
+                value: 3.0,
                 classes: 3
             })
         );
@@ -483,6 +491,9 @@ mod tests {
 
     #[test]
     fn diagonal_matrix_layout() {
-        assert_eq!(diagonal_matrix(&[2.0, 0.5]), vec![2.0, 0.0, 0.0, 0.5]);
+        assert_eq!(
+            diagonal_matrix(&[2.0, 0.5]).unwrap(),
+            vec![2.0, 0.0, 0.0, 0.5]
+        );
     }
 }

@@ -17,27 +17,47 @@ use crema_proto::LayerParameter;
 use crate::blob::Blob;
 use crate::math::Rng;
 
-/// An error inside one layer; the net adds the layer's name, type and file.
+/// An error inside one layer; the net adds the layer's name, type and file. When one value of a bottom is to
+/// blame (a label that is not a class index), the second field says which, and the net adds where the data
+/// layer that made it read that value (a file and row, an LMDB key).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{0}")]
-pub struct LayerError(pub String);
+pub struct LayerError(pub String, pub Option<BottomItem>);
+
+/// One value of one bottom: `index` counts the bottom's values in C order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BottomItem {
+    pub bottom: usize,
+    pub index: usize,
+}
 
 impl LayerError {
     /// An error with this message.
     pub fn new(message: impl Into<String>) -> Self {
-        LayerError(message.into())
+        LayerError(message.into(), None)
+    }
+
+    /// An error about value `index` of bottom `bottom`.
+    pub fn at_item(message: impl Into<String>, bottom: usize, index: usize) -> Self {
+        LayerError(message.into(), Some(BottomItem { bottom, index }))
     }
 }
 
 impl From<String> for LayerError {
     fn from(message: String) -> Self {
-        LayerError(message)
+        LayerError(message, None)
     }
 }
 
 impl From<crate::Error> for LayerError {
     fn from(error: crate::Error) -> Self {
-        LayerError(error.to_string())
+        LayerError(error.to_string(), None)
+    }
+}
+
+impl From<crate::memory::AllocError> for LayerError {
+    fn from(error: crate::memory::AllocError) -> Self {
+        LayerError(error.to_string(), None)
     }
 }
 
@@ -131,6 +151,20 @@ impl Arity {
     }
 }
 
+/// Whether a layer may be written in place (`bottom: "x" top: "x"`), as Caffe would run it: there the top *is*
+/// the bottom's storage, so only a layer whose top has its bottom's shape, and whose backward does not read the
+/// input it overwrote, computes what it should. (crema gives an in-place top storage of its own, but refuses
+/// what Caffe would get wrong, so that a net means the same in both.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InPlace {
+    /// Never in place (a top of another shape, or values computed from the whole input at once).
+    No,
+    /// In place when no gradient flows through the layer: elementwise, but its backward reads its input.
+    ForwardOnly,
+    /// In place always (its backward reads only the top, or it keeps its own copy of the input).
+    Yes,
+}
+
 /// A layer of a net. See the module documentation for its life cycle.
 pub trait Layer: Send {
     /// The type name, as in the prototxt (`"InnerProduct"`).
@@ -145,6 +179,23 @@ pub trait Layer: Send {
     /// Whether this is a loss layer: its first top then gets loss_weight 1 unless the prototxt says otherwise.
     fn is_loss(&self) -> bool {
         false
+    }
+
+    /// Where value `index` of top `top` came from in the last forward, for data layers (`train.h5, dataset
+    /// "label", row 1031`); None for layers that compute their tops.
+    fn top_item_origin(&self, _top: usize, _index: usize) -> Option<String> {
+        None
+    }
+
+    /// For a layer that passes values through unchanged (Split, Reshape, Flatten): which bottom value value
+    /// `index` of top `top` is. Errors about a value are traced back through such layers to its data layer.
+    fn top_item_source(&self, _top: usize, _index: usize) -> Option<BottomItem> {
+        None
+    }
+
+    /// Whether the layer may run in place; see [`InPlace`].
+    fn in_place(&self) -> InPlace {
+        InPlace::No
     }
 
     /// Whether `force_backward` may ask for a gradient to bottom `index` (losses refuse their labels).

@@ -8,7 +8,7 @@
 //! - [`imbalance`]: class weights from label counts (the ClassWeights layer, `crema infogain`); [`metrics`]:
 //!   confusion matrices, per-class recall, balanced accuracy.
 //! - [`math`]: the kernels (matrix products, softmax, random numbers), the one place that knows the device.
-//! - [`io`]: arrays in and out of .npy and .binaryproto files.
+//! - [`io`]: arrays in and out of .npy and .binaryproto files; [`memory`]: allocation that fails with an error.
 //! - [`proto`]: Caffe's message types and files (re-exported from `crema-proto`).
 //! - [`testing`]: the finite-difference gradient checker every layer's tests use.
 
@@ -21,6 +21,7 @@ pub mod io;
 pub mod layer;
 pub mod layers;
 pub mod math;
+pub mod memory;
 pub mod metrics;
 pub mod net;
 pub mod solver;

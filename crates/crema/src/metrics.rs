@@ -58,14 +58,17 @@ fn mean(values: impl Iterator<Item = f64>) -> Option<f64> {
 }
 
 impl ConfusionMatrix {
-    /// An empty matrix over `classes` classes.
-    pub fn new(classes: usize) -> Self {
-        ConfusionMatrix {
+    /// An empty matrix over `classes` classes, or an error when its C × C counts do not fit in memory.
+    pub fn new(classes: usize) -> Result<Self, crate::memory::AllocError> {
+        let cells = classes.checked_mul(classes).unwrap_or(usize::MAX);
+        Ok(ConfusionMatrix {
             classes,
-            counts: vec![0; classes * classes],
+            counts: crate::memory::zeroed(cells, || {
+                format!("a confusion matrix over {classes} classes")
+            })?,
             ignored: 0,
             not_a_number: 0,
-        }
+        })
     }
 
     /// A matrix from row-major counts (`counts[t * C + p]`: true class `t` predicted as `p`).
@@ -331,7 +334,7 @@ mod tests {
 
     #[test]
     fn empty_matrix_is_undefined_not_nan() {
-        let m = ConfusionMatrix::new(4);
+        let m = ConfusionMatrix::new(4).unwrap();
         assert_eq!(m.accuracy(), None);
         assert_eq!(m.balanced_accuracy(), None);
         assert_eq!(m.macro_f1(), None);
@@ -346,7 +349,7 @@ mod tests {
             &[0.9, 0.5, 0.1, 0.4, 0.6, 0.0, 0.1, 0.3, 0.7, 0.2, 0.1, 0.8],
         );
         let labels = blob(&[4], &[0.0, 1.0, 1.0, 0.0]);
-        let mut m = ConfusionMatrix::new(3);
+        let mut m = ConfusionMatrix::new(3).unwrap();
         assert_eq!(m.accumulate(&scores, &labels, 1, None).unwrap(), 4);
         assert_eq!(
             m.rows().collect::<Vec<_>>(),
@@ -363,7 +366,7 @@ mod tests {
     fn ties_count_against_the_label() {
         let scores = blob(&[3, 3], &[0.5, 0.5, 0.0, 0.5, 0.5, 0.0, 0.2, 0.7, 0.7]);
         let labels = blob(&[3], &[0.0, 1.0, 0.0]);
-        let mut m = ConfusionMatrix::new(3);
+        let mut m = ConfusionMatrix::new(3).unwrap();
         m.accumulate(&scores, &labels, 1, None).unwrap();
         // Item 0: tie of 0 and 1, label 0 → predicted 1. Item 1: label 1 → predicted 0. Item 2: tie of 1 and 2
         // without the label → the first, 1.
@@ -377,7 +380,7 @@ mod tests {
         // Scores 1 × 2 × 3 (classes along axis 1, three positions along axis 2); labels 1 × 3.
         let scores = blob(&[1, 2, 3], &[0.9, 0.1, f32::NAN, 0.1, 0.9, 0.0]);
         let labels = blob(&[1, 3], &[0.0, -1.0, 1.0]);
-        let mut m = ConfusionMatrix::new(2);
+        let mut m = ConfusionMatrix::new(2).unwrap();
         assert_eq!(m.accumulate(&scores, &labels, 1, Some(-1)).unwrap(), 1);
         assert_eq!(m.count(0, 0), 1);
         assert_eq!(m.ignored(), 1);
@@ -385,7 +388,7 @@ mod tests {
         // The same along a negative axis, classes last: 3 × 2.
         let scores = blob(&[3, 2], &[0.9, 0.1, 0.1, 0.9, 0.8, 0.2]);
         let labels = blob(&[3], &[0.0, 1.0, 1.0]);
-        let mut m = ConfusionMatrix::new(2);
+        let mut m = ConfusionMatrix::new(2).unwrap();
         m.accumulate(&scores, &labels, -1, None).unwrap();
         assert_eq!(m.rows().collect::<Vec<_>>(), vec![&[1, 0][..], &[1, 1]]);
     }
@@ -393,7 +396,7 @@ mod tests {
     #[test]
     fn bad_labels_and_shapes_are_errors() {
         let scores = blob(&[2, 3], &[0.0; 6]);
-        let mut m = ConfusionMatrix::new(3);
+        let mut m = ConfusionMatrix::new(3).unwrap();
         for bad in [1.5, 3.0, -1.0, f32::NAN] {
             let error = m
                 .accumulate(&scores, &blob(&[2], &[0.0, bad]), 1, None)
@@ -406,9 +409,10 @@ mod tests {
             .unwrap_err();
         assert!(error.0.contains("need 2 × 1 = 2 labels"), "{error}");
         let error = ConfusionMatrix::new(4)
+            .unwrap()
             .accumulate(&scores, &blob(&[2], &[0.0; 2]), 1, None)
             .unwrap_err();
         assert!(error.0.contains("3 classes"), "{error}");
-        assert!(m.merge(&ConfusionMatrix::new(2)).is_err());
+        assert!(m.merge(&ConfusionMatrix::new(2).unwrap()).is_err());
     }
 }

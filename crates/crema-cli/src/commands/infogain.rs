@@ -93,7 +93,7 @@ pub fn run(args: Args) -> Result<()> {
         .map_err(|e| anyhow!("{source} ({}): {e}", labels.kind.describe()))?;
     let weights = imbalance::class_weights(&counts, method, normalization)
         .map_err(|e| anyhow!("--beta: {e}"))?;
-    let mut h = imbalance::diagonal_matrix(&weights);
+    let mut h = imbalance::diagonal_matrix(&weights)?;
     if let Some(gains) = &args.gains {
         add_gains(&mut h, &read_gains(gains, classes)?);
     }
@@ -105,14 +105,11 @@ pub fn run(args: Args) -> Result<()> {
         labels.kind.describe()
     );
     print!("{}", weights_table(&counts, &weights));
-    let absent: Vec<String> = (0..classes)
-        .filter(|&c| counts[c] == 0)
-        .map(|c| c.to_string())
-        .collect();
+    let absent: Vec<usize> = (0..classes).filter(|&c| counts[c] == 0).collect();
     if !absent.is_empty() {
         println!(
             "warning: no samples of class {}: given the weight of the rarest class with samples",
-            absent.join(", ")
+            list_some(&absent)
         );
     }
     let mean: f64 = if total > 0 {
@@ -142,30 +139,68 @@ pub fn run(args: Args) -> Result<()> {
 
 /// The largest label + 1, the labels being checked to be non-negative integers (the ignore label aside).
 fn infer_classes(labels: &[f64], ignore_label: Option<i64>) -> Result<usize> {
-    let mut largest: Option<i64> = None;
+    // (label, position of its first occurrence) of the largest label, and which labels occur.
+    let mut largest: Option<(i64, usize)> = None;
+    let mut seen = vec![false; 0];
     for (index, &value) in labels.iter().enumerate() {
-        if !value.is_finite() || value.fract() != 0.0 || value.abs() > 2f64.powi(31) {
+        if !value.is_finite() || value.fract() != 0.0 {
             bail!("label {value} at position {index} is not an integer");
         }
-        let label = value as i64;
-        if Some(label) == ignore_label {
+        if ignore_label.is_some_and(|l| l as f64 == value) {
             continue;
         }
-        if label < 0 {
-            bail!("label {label} at position {index} is negative (give --ignore-label if it marks samples to skip)");
+        if value < 0.0 {
+            bail!("label {value} at position {index} is negative (give --ignore-label if it marks samples to skip)");
         }
-        if label as u64 >= imbalance::MAX_CLASSES as u64 {
+        if value >= imbalance::MAX_CLASSES as f64 {
             bail!(
-                "label {label} at position {index} would make {} classes; at most {} (H holds C × C values)",
-                label + 1,
+                "label {value} at position {index} would make {} classes; at most {} (H holds C × C values)",
+                value + 1.0,
                 imbalance::MAX_CLASSES
             );
         }
-        largest = largest.max(Some(label));
+        let label = value as i64;
+        if largest.is_none_or(|(l, _)| label > l) {
+            largest = Some((label, index));
+        }
+        let class = label as usize;
+        if class >= seen.len() {
+            seen.resize(class + 1, false);
+        }
+        seen[class] = true;
     }
-    match largest {
-        Some(l) => Ok(l as usize + 1),
-        None => bail!("no labels to count; give --num-classes"),
+    let Some((label, index)) = largest else {
+        bail!("no labels to count; give --num-classes");
+    };
+    let classes = label as usize + 1;
+    let present = seen.iter().filter(|&&s| s).count();
+    if classes > 2 * present + SPARE_CLASSES {
+        bail!(
+            "label {label} at position {index} would make {classes} classes, but only {present} distinct labels \
+             occur: labels are class indices 0, 1, ..., C-1. If the net really has {classes} classes, give \
+             --num-classes {classes}"
+        );
+    }
+    Ok(classes)
+}
+
+/// Classes without samples that `crema infogain` accepts, past as many as there are classes with samples,
+/// before it takes the largest label for a mistake and asks for `--num-classes`.
+const SPARE_CLASSES: usize = 16;
+
+/// Rows of the weights table shown at each end when there are many classes.
+const TABLE_ENDS: usize = 10;
+
+/// Class numbers in a warning: the first few, then how many more.
+fn list_some(classes: &[usize]) -> String {
+    let shown: Vec<String> = classes
+        .iter()
+        .take(TABLE_ENDS)
+        .map(usize::to_string)
+        .collect();
+    match classes.len().checked_sub(TABLE_ENDS) {
+        Some(more) if more > 0 => format!("{} and {more} more", shown.join(", ")),
+        _ => shown.join(", "),
     }
 }
 
@@ -177,7 +212,15 @@ fn weights_table(counts: &[u64], weights: &[f64]) -> String {
         .right(1)
         .right(2)
         .right(3);
+    let classes = counts.len();
     for (class, (&n, w)) in counts.iter().zip(weights).enumerate() {
+        if classes > 2 * TABLE_ENDS + 1 && (TABLE_ENDS..classes - TABLE_ENDS).contains(&class) {
+            if class == TABLE_ENDS {
+                let hidden = classes - 2 * TABLE_ENDS;
+                table.row(["…".to_owned(), format!("({hidden} classes not shown)")]);
+            }
+            continue;
+        }
         let share = if total > 0 {
             100.0 * n as f64 / total as f64
         } else {
@@ -195,8 +238,7 @@ fn weights_table(counts: &[u64], weights: &[f64]) -> String {
 
 /// A C×C matrix of gains from a CSV file (commas or spaces between values; `#` starts a comment line).
 fn read_gains(path: &Path, classes: usize) -> Result<Vec<f64>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("--gains {}", path.display()))?;
+    let text = crema::proto::files::read_text_file(path, "CSV file").context("--gains")?;
     let mut gains = Vec::with_capacity(classes * classes);
     let mut rows = 0;
     for (number, line) in text.lines().enumerate() {

@@ -278,7 +278,11 @@ fn padded(lo: f64, hi: f64, fraction: f64) -> std::ops::Range<f64> {
     if range.start.is_finite() && range.end.is_finite() && range.end > range.start {
         range
     } else {
-        lo..if hi > lo { hi } else { lo + lo.abs().max(1.0) * f64::EPSILON * 4.0 }
+        lo..if hi > lo {
+            hi
+        } else {
+            lo + lo.abs().max(1.0) * f64::EPSILON * 4.0
+        }
     }
 }
 
@@ -521,8 +525,8 @@ pub fn plot_log(text: &str, title: &str, out: &Path) -> Result<PlotSummary> {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let text = std::fs::read_to_string(&args.log)
-        .with_context(|| format!("reading the log {}", args.log.display()))?;
+    let text = crema::proto::files::read_text_file(&args.log, "training log")
+        .context("reading the training log")?;
     let title = format!(
         "Training log {}",
         args.log.file_name().map_or_else(

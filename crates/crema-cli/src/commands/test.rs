@@ -174,9 +174,13 @@ impl Probe {
             .canonical_axis(self.axis)
             .map(|axis| scores.shape()[axis])
             .map_err(anyhow::Error::msg)?;
-        let matrix = self
-            .matrix
-            .get_or_insert_with(|| ConfusionMatrix::new(classes));
+        if self.matrix.is_none() {
+            self.matrix = Some(
+                ConfusionMatrix::new(classes)
+                    .with_context(|| format!("Accuracy layer \"{}\"", self.name))?,
+            );
+        }
+        let matrix = self.matrix.as_mut().expect("made above");
         matrix
             .accumulate(scores, labels, self.axis, self.ignore_label)
             .with_context(|| {
@@ -572,7 +576,11 @@ fn run_several(args: &Args) -> Result<()> {
     );
     let width = labels.iter().map(|l| l.chars().count()).max().unwrap_or(0);
     for (label, weights) in labels.iter().zip(&args.weights) {
-        println!("  {}  {}", crate::table::pad_right(label, width), weights.display());
+        println!(
+            "  {}  {}",
+            crate::table::pad_right(label, width),
+            weights.display()
+        );
     }
     let two = runs.len() == 2;
     let mut table = comparison_table(&["output"], &labels, two);

@@ -21,7 +21,7 @@
 use std::path::{Path, PathBuf};
 
 use hdf5_reader::error::Error as H5Error;
-use hdf5_reader::{Dataset, Datatype, H5Type, Hdf5File};
+use hdf5_reader::{Dataset, Datatype, Hdf5File};
 use rand::seq::SliceRandom;
 
 use crate::blob::MAX_BLOB_COUNT;
@@ -36,6 +36,12 @@ const MAX_AXES: usize = 32;
 pub struct Hdf5Error(pub String);
 
 type Result<T, E = Hdf5Error> = std::result::Result<T, E>;
+
+impl From<crate::memory::AllocError> for Hdf5Error {
+    fn from(error: crate::memory::AllocError) -> Self {
+        Hdf5Error(error.to_string())
+    }
+}
 
 fn fail<T>(message: String) -> Result<T> {
     Err(Hdf5Error(message))
@@ -203,6 +209,8 @@ pub struct Hdf5Source {
     shuffle: bool,
     loaded: Option<Loaded>,
     position: Hdf5Position,
+    /// Where each row of the last batch came from: (index in the list, row in that file).
+    batch_rows: Vec<(usize, usize)>,
 }
 
 impl Hdf5Source {
@@ -237,6 +245,7 @@ impl Hdf5Source {
             shuffle,
             loaded: None,
             position: Hdf5Position::new(Vec::new(), 0, Vec::new(), 0, rng),
+            batch_rows: Vec::new(),
         };
         if shuffle {
             let mut order: Vec<usize> = (0..source.files.len()).collect();
@@ -352,12 +361,18 @@ impl Hdf5Source {
             }
         }
         let mut filled = 0;
+        self.batch_rows.clear();
         while filled < batch_size {
             self.load_current()?;
-            let rows = self.files[self.position.list_index()].rows;
+            let list_index = self.position.list_index();
+            let rows = self.files[list_index].rows;
             let take = (batch_size - filled).min(rows - self.position.row);
             if let Some(loaded) = &self.loaded {
                 let (start, order) = (self.position.row, &self.position.row_order);
+                self.batch_rows.extend((start..start + take).map(|k| {
+                    let row = if order.is_empty() { k } else { order[k] };
+                    (list_index, row)
+                }));
                 for ((out, values), &len) in
                     outputs.iter_mut().zip(&loaded.values).zip(&self.row_lens)
                 {
@@ -378,6 +393,18 @@ impl Hdf5Source {
             }
         }
         Ok(())
+    }
+
+    /// Where value `index` of output `dataset` of the last batch was read: `train.h5, dataset "label", row 1031`
+    /// (rows counted from 0, as h5py indexes them).
+    pub fn batch_value_origin(&self, dataset: usize, index: usize) -> Option<String> {
+        let len = self.row_lens.get(dataset)?.max(&1);
+        let &(file, row) = self.batch_rows.get(index / len)?;
+        Some(format!(
+            "{}, dataset \"{}\", row {row}",
+            self.files[file].path.display(),
+            self.names[dataset]
+        ))
     }
 
     /// Moves to the first row of the next file, wrapping around (and reshuffling the files) after the last.
@@ -428,18 +455,23 @@ impl Hdf5Source {
                     self.list.display()
                 ));
             }
-            let data = read_f32(&dataset).map_err(|e| {
-                Hdf5Error(format!(
-                    "{}: cannot read the values of dataset \"{name}\": {}",
-                    listed.path.display(),
-                    root_cause(&e)
-                ))
-            })?;
+            let data = read_f32(&dataset, &listed.path, name)?;
             if data.len() != listed.rows * self.row_lens[i] {
                 return fail(format!(
                     "{}: dataset \"{name}\" gave {} values for its shape {dims:?}",
                     listed.path.display(),
                     data.len()
+                ));
+            }
+            if let Some(at) = data.iter().position(|v| !v.is_finite()) {
+                let len = self.row_lens[i].max(1);
+                return fail(format!(
+                    "{}: dataset \"{name}\", row {} (value {} of the row) is {} as a 32-bit float: a net cannot \
+                     learn from it",
+                    listed.path.display(),
+                    at / len,
+                    at % len,
+                    data[at]
                 ));
             }
             values.push(data);
@@ -453,13 +485,7 @@ impl Hdf5Source {
 pub fn read_dataset(path: &Path, name: &str) -> Result<(Vec<usize>, Vec<f32>)> {
     let file = open_file(path)?;
     let (dataset, dims) = find_dataset(&file, path, name)?;
-    let values = read_f32(&dataset).map_err(|e| {
-        Hdf5Error(format!(
-            "{}: cannot read the values of dataset \"{name}\": {}",
-            path.display(),
-            root_cause(&e)
-        ))
-    })?;
+    let values = read_f32(&dataset, path, name)?;
     if values.len() != dims.iter().product::<usize>() {
         return fail(format!(
             "{}: dataset \"{name}\" gave {} values for its shape {dims:?}",
@@ -488,12 +514,8 @@ fn is_permutation(order: &[usize], n: usize) -> bool {
 
 /// The files the list names, resolved (see the module documentation).
 fn read_list(list: &Path) -> Result<Vec<PathBuf>> {
-    let text = std::fs::read_to_string(list).map_err(|e| {
-        Hdf5Error(format!(
-            "{}: cannot read the HDF5 source list: {e}",
-            list.display()
-        ))
-    })?;
+    let text = crema_proto::files::read_text_file(list, "HDF5 source list")
+        .map_err(|e| Hdf5Error(format!("cannot read the HDF5 source list: {e}")))?;
     let folder = list.parent().unwrap_or(Path::new(""));
     let mut paths = Vec::new();
     for (number, line) in text.lines().enumerate() {
@@ -534,6 +556,7 @@ fn read_list(list: &Path) -> Result<Vec<PathBuf>> {
 }
 
 fn open_file(path: &Path) -> Result<Hdf5File> {
+    crema_proto::files::regular_file_size(path).map_err(|e| Hdf5Error(e.to_string()))?;
     Hdf5File::open(path).map_err(|e| {
         Hdf5Error(format!(
             "{}: cannot open it as an HDF5 file: {}",
@@ -689,41 +712,87 @@ fn unsupported_kind(dtype: &Datatype) -> Option<String> {
     }
 }
 
-/// All values of `dataset`, converted to f32 (in C order).
-fn read_f32(dataset: &Dataset) -> std::result::Result<Vec<f32>, H5Error> {
-    fn convert<T: H5Type + Copy>(
-        dataset: &Dataset,
-        to_f32: fn(T) -> f32,
-    ) -> std::result::Result<Vec<f32>, H5Error> {
-        Ok(dataset
-            .read_array::<T>()?
-            .iter()
-            .map(|&v| to_f32(v))
-            .collect())
+/// How many times its stored size a chunked dataset may decode to: deflate, the filter h5py and Caffe use,
+/// expands at most about 1032 times; anything claiming more was not written by a compressor.
+const MAX_EXPANSION: u64 = 1100;
+
+/// All values of dataset `name` of the file at `path`, converted to f32 (in C order).
+///
+/// The declared extent is checked against what the file can hold before anything is allocated: a contiguous or
+/// compact dataset's bytes must fit in the file, a chunked one's within [`MAX_EXPANSION`] times the file. The
+/// buffers are allocated fallibly, and chunks decode into them (each chunk bounded by the reader's chunk limit).
+fn read_f32(dataset: &Dataset, path: &Path, name: &str) -> Result<Vec<f32>> {
+    let at = || format!("{}: dataset \"{name}\"", path.display());
+    let h5 = |e: H5Error| {
+        Hdf5Error(format!(
+            "{}: cannot read the values: {}",
+            at(),
+            root_cause(&e)
+        ))
+    };
+    let count = usize::try_from(dataset.num_elements().map_err(h5)?)
+        .map_err(|_| Hdf5Error(format!("{}: too many values", at())))?;
+    let item = dataset.raw_element_size().map_err(h5)?;
+    let bytes = (count as u128) * (item as u128);
+    let file_bytes = std::fs::metadata(path).map_or(0, |m| m.len());
+    let chunked = dataset.chunks().is_some();
+    let room = u128::from(file_bytes)
+        * if chunked {
+            u128::from(MAX_EXPANSION)
+        } else {
+            1
+        };
+    if bytes > room {
+        let held = if chunked {
+            format!(
+                "more than a file of {file_bytes} bytes can hold even compressed (at most {MAX_EXPANSION} times \
+                 its size)"
+            )
+        } else {
+            format!("but the file has only {file_bytes} bytes")
+        };
+        return fail(format!(
+            "{}: declares {count} values of {item} bytes, {}, {held}; the file is damaged or its data was never \
+             written",
+            at(),
+            crate::memory::describe_bytes(bytes)
+        ));
+    }
+    let what = || format!("the values of {}", at());
+    if matches!(dataset.dtype(), Datatype::FloatingPoint { size: 4, .. }) {
+        let mut values = crate::memory::zeroed::<f32>(count, what)?;
+        dataset.read_into(&mut values).map_err(h5)?;
+        return Ok(values);
+    }
+    // Other types: the stored bytes (native byte order) into one buffer, then converted.
+    let mut raw = crate::memory::zeroed::<u8>(count * item, what)?;
+    dataset.read_native_bytes_into(&mut raw).map_err(h5)?;
+    let mut values = Vec::new();
+    crate::memory::reserve(&mut values, count, what)?;
+    fn convert<const N: usize>(raw: &[u8], out: &mut Vec<f32>, to_f32: fn([u8; N]) -> f32) {
+        out.extend(
+            raw.chunks_exact(N)
+                .map(|b| to_f32(b.try_into().expect("chunks_exact gives N bytes"))),
+        );
     }
     match *dataset.dtype() {
-        Datatype::FloatingPoint { size: 4, .. } => {
-            let count = usize::try_from(dataset.num_elements()?).unwrap_or(usize::MAX);
-            let mut values = vec![0.0f32; count];
-            dataset.read_into(&mut values)?;
-            Ok(values)
+        Datatype::FloatingPoint { size: 8, .. } => {
+            convert::<8>(&raw, &mut values, |b| f64::from_ne_bytes(b) as f32)
         }
-        Datatype::FloatingPoint { size: 8, .. } => convert::<f64>(dataset, |v| v as f32),
         Datatype::FixedPoint { size, signed, .. } => match (size, signed) {
-            (1, true) => convert::<i8>(dataset, f32::from),
-            (1, false) => convert::<u8>(dataset, f32::from),
-            (2, true) => convert::<i16>(dataset, f32::from),
-            (2, false) => convert::<u16>(dataset, f32::from),
-            (4, true) => convert::<i32>(dataset, |v| v as f32),
-            (4, false) => convert::<u32>(dataset, |v| v as f32),
-            (8, true) => convert::<i64>(dataset, |v| v as f32),
-            _ => convert::<u64>(dataset, |v| v as f32),
+            (1, true) => convert::<1>(&raw, &mut values, |b| f32::from(i8::from_ne_bytes(b))),
+            (1, false) => convert::<1>(&raw, &mut values, |b| f32::from(b[0])),
+            (2, true) => convert::<2>(&raw, &mut values, |b| f32::from(i16::from_ne_bytes(b))),
+            (2, false) => convert::<2>(&raw, &mut values, |b| f32::from(u16::from_ne_bytes(b))),
+            (4, true) => convert::<4>(&raw, &mut values, |b| i32::from_ne_bytes(b) as f32),
+            (4, false) => convert::<4>(&raw, &mut values, |b| u32::from_ne_bytes(b) as f32),
+            (8, true) => convert::<8>(&raw, &mut values, |b| i64::from_ne_bytes(b) as f32),
+            (8, false) => convert::<8>(&raw, &mut values, |b| u64::from_ne_bytes(b) as f32),
+            _ => return fail(format!("{}: holds {size}-byte integers", at())),
         },
-        ref other => Err(H5Error::TypeMismatch {
-            expected: "a number type".into(),
-            actual: format!("{other:?}"),
-        }),
+        ref other => return fail(format!("{}: holds {other:?}, not numbers", at())),
     }
+    Ok(values)
 }
 
 /// Writing the small HDF5 files the tests read (with hdf5-writer, a dev-dependency).
@@ -926,9 +995,37 @@ mod tests {
     }
 
     #[test]
+    fn non_finite_values_are_named_with_file_dataset_and_row() {
+        let dir = temp_dir("non-finite");
+        let path = dir.join("nan.h5");
+        write(
+            &path,
+            vec![
+                f32s("data", &[3, 2], &[0.0, 1.0, 2.0, 3.0, 4.0, f32::NAN]),
+                f32s("label", &[3], &[0.0, 1.0, 2.0]),
+            ],
+        );
+        let big = dir.join("big.h5");
+        write(
+            &big,
+            vec![
+                f32s("data", &[2, 2], &[0.0, 1.0, 2.0, 3.0]),
+                DatasetBuilder::typed_data::<f64>("label", vec![2], &[1.0, 1e40]).unwrap(),
+            ],
+        );
+        let err = open_err(&list(&dir, "nan.txt", &["nan.h5"]), &["data", "label"]);
+        assert!(
+            err.ends_with("nan.h5: dataset \"data\", row 2 (value 1 of the row) is NaN as a 32-bit float: a net cannot learn from it"),
+            "{err}"
+        );
+        let err = open_err(&list(&dir, "big.txt", &["big.h5"]), &["data", "label"]);
+        assert!(err.ends_with("big.h5: dataset \"label\", row 1 (value 0 of the row) is inf as a 32-bit float: a net cannot learn from it"), "{err}");
+    }
+
+    #[test]
     fn f64_and_integer_datasets_are_converted() {
         let dir = temp_dir("types");
-        let data = [0.1f64, -2.5, 1e40, 3.0, 1.0 / 3.0, -0.0];
+        let data = [0.1f64, -2.5, 1e30, 3.0, 1.0 / 3.0, -0.0];
         let labels = [1i64 << 40, -7, 3];
         let path = dir.join("t.h5");
         write(
@@ -951,7 +1048,7 @@ mod tests {
         source.next_batch(3, &mut slices).unwrap();
         let expected_data: Vec<f32> = data.iter().map(|&v| v as f32).collect();
         assert_eq!(out[0], expected_data);
-        assert_eq!(out[0][2], f32::INFINITY);
+        assert_eq!(out[0][2], 1e30);
         assert_eq!(out[1], [(1i64 << 40) as f32, -7.0, 3.0]);
         assert_eq!(out[2], [0.0, 200.0, 255.0]);
         assert_eq!(out[3], [-300.0, 0.0, 7.0]);

@@ -10,7 +10,7 @@
 use std::path::Path;
 
 use super::pixels::invalid;
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// The `(path, label)` pairs of the image list at `path`, in the file's order. Errors name the file and line:
 /// a line without a label, a label that is not a whole number, or a list that names no image.
@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 /// # Ok::<(), crema::Error>(())
 /// ```
 pub fn read_list(path: &Path) -> Result<Vec<(String, i32)>> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let text = crema_proto::files::read_text_file(path, "image list")?;
     parse_list(&text).map_err(|reason| invalid(path, reason))
 }
 

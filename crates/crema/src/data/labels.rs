@@ -48,10 +48,7 @@ pub struct Labels {
 /// Reads every label of `source`; `dataset` names the label dataset of HDF5 sources (Caffe nets call it
 /// `label`). See the module documentation for how the kind of source is decided.
 pub fn read_labels(source: &Path, dataset: &str) -> Result<Labels> {
-    let hdf5_error = |e: hdf5::Hdf5Error| Error::Shape {
-        origin: source.display().to_string(),
-        reason: e.0,
-    };
+    let hdf5_error = Error::Hdf5;
     let extension = source
         .extension()
         .and_then(|e| e.to_str())
@@ -85,7 +82,7 @@ pub fn read_labels(source: &Path, dataset: &str) -> Result<Labels> {
             })
         }
         _ => {
-            let text = std::fs::read_to_string(source).map_err(|e| Error::io(source, e))?;
+            let text = crema_proto::files::read_text_file(source, "list")?;
             let first = text.lines().map(str::trim).find(|l| !l.is_empty());
             let is_image_list = first.is_some_and(|line| {
                 line.rsplit_once(char::is_whitespace)

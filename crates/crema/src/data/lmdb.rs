@@ -300,7 +300,9 @@ pub fn mean_image(path: &Path) -> Result<MeanImage> {
         let this = [view.channels, view.height, view.width];
         if count == 0 {
             shape = this;
-            sums = vec![0.0; view.channels * view.height * view.width];
+            sums = crate::memory::zeroed(view.channels * view.height * view.width, || {
+                format!("the sums of the mean image of {}", path.display())
+            })?;
         } else if this != shape {
             return Err(fail(format!(
                 "the image is {} × {} × {} but the first record's is {} × {} × {}; every image needs the same \

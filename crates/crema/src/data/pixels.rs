@@ -360,8 +360,8 @@ pub fn read_file(path: &Path) -> Result<Vec<u8>> {
 
 fn read_file_within(path: &Path, max_bytes: usize) -> Result<Vec<u8>> {
     use std::io::Read as _;
+    let size = crate::error::regular_file_size(path)?;
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let size = file.metadata().map_or(0, |m| m.len());
     let mut bytes = Vec::with_capacity(size.min(max_bytes as u64) as usize);
     file.take(max_bytes as u64 + 1)
         .read_to_end(&mut bytes)

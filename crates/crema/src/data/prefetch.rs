@@ -22,20 +22,26 @@ use std::thread::JoinHandle;
 /// The most batches a data layer may prefetch (each is held in memory).
 pub const MAX_PREFETCH: usize = 256;
 
-/// One batch: `batch_size` transformed images one after another, and their labels.
+/// One batch: `batch_size` transformed images one after another, their labels, and where each was read.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Batch {
     pub data: Vec<f32>,
     pub label: Vec<f32>,
+    /// Per image, where it was read (`key "00000007_cat.jpg" of train_lmdb`), for errors about its values
+    /// further on. The strings are rewritten in place batch after batch, so they keep their room.
+    pub origins: Vec<String>,
 }
 
 impl Batch {
-    /// A batch of `data` values and `label` labels, zeroed.
-    pub fn new(data: usize, label: usize) -> Self {
-        Batch {
-            data: vec![0.0; data],
-            label: vec![0.0; label],
-        }
+    /// A batch of `data` values and `label` labels (one per image), zeroed; an error when the memory for it
+    /// cannot be had.
+    pub fn new(data: usize, label: usize) -> Result<Self, String> {
+        let what = || format!("a batch of {data} values");
+        Ok(Batch {
+            data: crate::memory::zeroed(data, what).map_err(|e| e.to_string())?,
+            label: crate::memory::zeroed(label, what).map_err(|e| e.to_string())?,
+            origins: crate::memory::zeroed(label, what).map_err(|e| e.to_string())?,
+        })
     }
 }
 
@@ -85,6 +91,8 @@ pub struct Prefetcher<S: BatchSource> {
     next: Vec<u8>,
     /// The error that stopped the thread, returned by every later call.
     failed: Option<String>,
+    /// The origins of the batch last handed out (swapped out of it, so nothing is copied).
+    origins: Vec<String>,
 }
 
 impl<S: BatchSource> Prefetcher<S> {
@@ -98,7 +106,16 @@ impl<S: BatchSource> Prefetcher<S> {
             depth: depth.min(MAX_PREFETCH),
             sizes: (data, label),
             failed: None,
+            origins: Vec::new(),
         }
+    }
+
+    /// Where image `item` of the batch last handed out was read, as its source wrote it.
+    pub fn origin(&self, item: usize) -> Option<&str> {
+        self.origins
+            .get(item)
+            .map(String::as_str)
+            .filter(|o| !o.is_empty())
     }
 
     /// The position of the next batch [`Self::next_batch`] will hand out (not the thread's, which is ahead).
@@ -145,7 +162,8 @@ impl<S: BatchSource> Prefetcher<S> {
             return Err("the prefetch thread did not start".into());
         };
         match worker.batches.recv() {
-            Ok(Message::Batch(batch, position)) => {
+            Ok(Message::Batch(mut batch, position)) => {
+                std::mem::swap(&mut self.origins, &mut batch.origins);
                 data.copy_from_slice(&batch.data);
                 if let Some(label) = label {
                     label.copy_from_slice(&batch.label);
@@ -255,9 +273,17 @@ fn produce<S: BatchSource>(
     (data, label): (usize, usize),
 ) {
     while !stop.load(Ordering::Relaxed) {
-        let mut batch = recycled
-            .try_recv()
-            .unwrap_or_else(|_| Batch::new(data, label));
+        let batch = recycled.try_recv().or_else(|_| Batch::new(data, label));
+        let mut batch = match batch {
+            Ok(batch) => batch,
+            Err(error) => {
+                let _ = sender.send(Message::Failed(error));
+                return;
+            }
+        };
+        // A recycled batch carries the origins swapped out at the hand-over: the strings of an older batch,
+        // or none the first time round.
+        batch.origins.resize(label, String::new());
         match source.fill(&mut batch, stop) {
             Ok(Fill::Done) => {
                 let position = source.position();

@@ -58,8 +58,8 @@ fn npy_error(origin: &str, reason: impl Into<String>) -> Error {
 /// ```
 pub fn read_npy(path: &Path) -> Result<Array> {
     let origin = path.display().to_string();
+    let size = crate::error::regular_file_size(path)?;
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let size = file.metadata().map_err(|e| Error::io(path, e))?.len();
     let too_big = |size: u64| {
         npy_error(
             &origin,

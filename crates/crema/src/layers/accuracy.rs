@@ -70,7 +70,9 @@ impl Layer for Accuracy {
         self.outer = outer;
         self.channels = channels;
         self.inner = inner;
-        self.per_class_count.resize(channels, 0);
+        crate::memory::resize(&mut self.per_class_count, channels, 0, || {
+            "the per-class counts".into()
+        })?;
         top[0].reshape(&[])?;
         if let Some(per_class) = top.get_mut(1) {
             per_class.reshape(&[channels])?;

@@ -102,7 +102,9 @@ impl Layer for ArgMax {
                 x.shape_string()
             )));
         }
-        self.pairs.resize(self.dim, (0.0, 0));
+        crate::memory::resize(&mut self.pairs, self.dim, (0.0, 0), || {
+            "the search buffer".into()
+        })?;
         Ok(top[0].reshape(&shape)?)
     }
 

@@ -15,7 +15,7 @@ use crema_proto::caffe::{BiasParameter, FillerParameter};
 
 use crate::blob::Blob;
 use crate::filler::fill;
-use crate::layer::{Arity, Layer, LayerContext, LayerError, LayerResult};
+use crate::layer::{Arity, InPlace, Layer, LayerContext, LayerError, LayerResult};
 use crate::math::Rng;
 
 /// How an operand of a Bias or Scale layer lines up with bottom 0: bottom 0 is `outer` repetitions of `dim`
@@ -147,6 +147,10 @@ impl Layer for Bias {
 
     fn top_arity(&self) -> Arity {
         Arity::exactly(1)
+    }
+
+    fn in_place(&self) -> InPlace {
+        InPlace::Yes
     }
 
     fn setup(&mut self, bottom: &[&Blob], _top: &mut [&mut Blob]) -> LayerResult {

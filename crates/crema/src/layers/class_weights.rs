@@ -111,15 +111,18 @@ pub fn create(ctx: &mut LayerContext) -> LayerResult<Box<dyn Layer>> {
         method,
         normalization,
         ignore_label: param.ignore_label.map(i64::from),
-        counts: vec![0; classes],
+        counts: crate::memory::zeroed(classes, || "the class counts".into())?,
         fixed: None,
-        weights: vec![0.0; classes],
+        weights: crate::memory::zeroed(classes, || "the class weights".into())?,
     };
     match (mode, given_counts) {
         (Mode::Fixed, Some(counts)) => {
             layer.counts = counts;
             layer.compute_weights()?;
-            layer.fixed = Some(imbalance::diagonal_matrix(&layer.weights));
+            layer.fixed = Some(
+                imbalance::diagonal_matrix(&layer.weights)
+                    .map_err(|e| LayerError::new(e.to_string()))?,
+            );
         }
         (Mode::Fixed, None) => {
             return Err(LayerError::new(
@@ -145,8 +148,8 @@ fn read_counts(path: &Path) -> LayerResult<Vec<u64>> {
             .map_err(|e| LayerError::new(format!("{field}: {e}")))?
             .to_f64_vec()
     } else {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| LayerError::new(format!("{field}: {}: {e}", path.display())))?;
+        let text = crema_proto::files::read_text_file(path, "list of counts")
+            .map_err(|e| LayerError::new(format!("{field}: {e}")))?;
         text.split(|c: char| c.is_whitespace() || c == ',')
             .filter(|word| !word.is_empty())
             .map(|word| {
@@ -218,8 +221,16 @@ impl Layer for ClassWeights {
         if self.mode == Mode::Batch {
             self.counts.fill(0);
         }
-        imbalance::add_label_counts(&mut self.counts, labels, self.ignore_label)
-            .map_err(|e| LayerError::new(format!("bottom[0] (labels): {e}")))?;
+        imbalance::add_label_counts(&mut self.counts, labels, self.ignore_label).map_err(|e| {
+            let message = format!("bottom[0] (labels): {e}");
+            match e {
+                imbalance::ImbalanceError::LabelNotInteger { index, .. }
+                | imbalance::ImbalanceError::LabelOutOfRange { index, .. } => {
+                    LayerError::at_item(message, 0, index)
+                }
+                _ => LayerError::new(message),
+            }
+        })?;
         self.compute_weights()?;
         imbalance::write_diagonal_matrix(&self.weights, top[0].data_mut());
         Ok(())

@@ -21,6 +21,7 @@
 //! `data_param` fields `scale`, `mean_file`, `crop_size` and `mirror` are refused with a pointer to
 //! `transform_param` (an old V1 net has them moved there when it is upgraded).
 
+use std::fmt::Write as _;
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -115,6 +116,15 @@ impl<S: BatchSource> Layer for PrefetchingData<S> {
         self.prefetcher
             .next_batch(data[0].data_mut(), label)
             .map_err(LayerError::new)
+    }
+
+    fn top_item_origin(&self, top: usize, index: usize) -> Option<String> {
+        let per_item = if top == 0 {
+            self.item.iter().product::<usize>().max(1)
+        } else {
+            1
+        };
+        self.prefetcher.origin(index / per_item).map(str::to_owned)
     }
 
     fn state(&self) -> Option<Vec<u8>> {
@@ -315,10 +325,20 @@ impl BatchSource for DatumSource {
                         view.channels, view.height, view.width
                     )));
                 }
-                transformer
-                    .transform(view, rng, &mut batch.data[i * len..(i + 1) * len])
-                    .map_err(fail)?;
+                let out = &mut batch.data[i * len..(i + 1) * len];
+                transformer.transform(view, rng, out).map_err(fail)?;
+                if !datum.float_data.is_empty() {
+                    if let Some(at) = out.iter().position(|v| !v.is_finite()) {
+                        return Err(fail(format!(
+                            "float_data holds {} (value {at} after the transform): a net cannot learn from it",
+                            out[at]
+                        )));
+                    }
+                }
                 batch.label[i] = datum.label() as f32;
+                let origin = &mut batch.origins[i];
+                origin.clear();
+                let _ = write!(origin, "record \"{}\" of {}", key_text(key), path.display());
                 Ok(ControlFlow::Continue(()))
             })
             .map_err(|e| e.to_string())?;

@@ -8,7 +8,7 @@
 use rand::distr::{Bernoulli, Distribution};
 
 use crate::blob::Blob;
-use crate::layer::{Arity, Layer, LayerContext, LayerError, LayerResult};
+use crate::layer::{Arity, InPlace, Layer, LayerContext, LayerError, LayerResult};
 use crate::math::Rng;
 
 /// The Dropout layer.
@@ -60,6 +60,10 @@ impl Layer for Dropout {
         Arity::exactly(1)
     }
 
+    fn in_place(&self) -> InPlace {
+        InPlace::Yes
+    }
+
     fn state(&self) -> Option<Vec<u8>> {
         Some(crate::math::rng_state(&self.rng))
     }
@@ -73,7 +77,9 @@ impl Layer for Dropout {
     fn reshape(&mut self, bottom: &[&Blob], top: &mut [&mut Blob]) -> LayerResult {
         top[0].reshape_like(bottom[0])?;
         if self.train {
-            self.mask.resize(bottom[0].count(), 0.0);
+            crate::memory::resize(&mut self.mask, bottom[0].count(), 0.0, || {
+                "the dropout mask".into()
+            })?;
         }
         Ok(())
     }

@@ -84,7 +84,9 @@ impl Layer for Eltwise {
         }
         top[0].reshape_like(bottom[0])?;
         if self.op == EltwiseOp::Max {
-            self.argmax.resize(bottom[0].count(), 0);
+            crate::memory::resize(&mut self.argmax, bottom[0].count(), 0, || {
+                "the max positions".into()
+            })?;
         }
         Ok(())
     }

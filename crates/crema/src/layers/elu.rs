@@ -28,6 +28,10 @@ impl NeuronOp for Elu {
         }
     }
 
+    fn backward_in_place(&self) -> bool {
+        true
+    }
+
     fn gradient(&self, x: f32, y: f32, dy: f32) -> f32 {
         // For x <= 0, dy/dx = alpha · e^x = y + alpha.
         if x > 0.0 {

@@ -52,7 +52,9 @@ impl Layer for EuclideanLoss {
             )));
         }
         self.num = bottom[0].shape()[0];
-        self.difference.resize(bottom[0].count(), 0.0);
+        crate::memory::resize(&mut self.difference, bottom[0].count(), 0.0, || {
+            "the differences".into()
+        })?;
         Ok(top[0].reshape(&[])?)
     }
 

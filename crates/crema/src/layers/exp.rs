@@ -60,6 +60,10 @@ impl NeuronOp for Exp {
         }
     }
 
+    fn backward_in_place(&self) -> bool {
+        true
+    }
+
     fn gradient(&self, _x: f32, y: f32, dy: f32) -> f32 {
         self.inner_scale * y * dy
     }

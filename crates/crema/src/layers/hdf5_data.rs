@@ -75,6 +75,10 @@ impl Layer for Hdf5Data {
         "HDF5Data"
     }
 
+    fn top_item_origin(&self, top: usize, index: usize) -> Option<String> {
+        self.source.batch_value_origin(top, index)
+    }
+
     fn state(&self) -> Option<Vec<u8>> {
         Some(self.source.position().to_bytes())
     }

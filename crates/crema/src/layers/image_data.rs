@@ -23,6 +23,7 @@
 //! line, the shuffle generator as it stood before this pass's shuffle (from which the pass's order is made
 //! again), and the transformer's generator.
 
+use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -226,7 +227,17 @@ impl BatchSource for ListSource {
                         .transform(View::of_image(&image), &mut self.rng, out)
                 })
                 .map_err(|e| format!("{}: {e}", self.path(self.index).display()))?;
-            batch.label[i] = self.lines[self.line(self.index)].1 as f32;
+            let line = self.line(self.index);
+            batch.label[i] = self.lines[line].1 as f32;
+            let origin = &mut batch.origins[i];
+            origin.clear();
+            let _ = write!(
+                origin,
+                "image \"{}\" (entry {} of {})",
+                self.lines[line].0,
+                line + 1,
+                self.list.display()
+            );
             self.index += 1;
             if self.index == self.lines.len() {
                 self.index = 0;

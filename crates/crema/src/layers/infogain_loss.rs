@@ -133,10 +133,14 @@ impl InfogainLoss {
                 .fold(Ok(0), combine)
         };
         result.map_err(|(position, value)| {
-            LayerError::new(format!(
-                "label {value} at position {position} is not a class index in [0, {channels}){}",
-                ignore.map_or(String::new(), |i| format!(" nor the ignore_label {i}"))
-            ))
+            LayerError::at_item(
+                format!(
+                    "label {value} at position {position} is not a class index in [0, {channels}){}",
+                    ignore.map_or(String::new(), |i| format!(" nor the ignore_label {i}"))
+                ),
+                1,
+                position,
+            )
         })
     }
 }
@@ -206,12 +210,18 @@ impl Layer for InfogainLoss {
                 self.channels, self.channels, self.channels
             )));
         }
-        self.row_sums.resize(self.channels, 0.0);
+        crate::memory::resize(&mut self.row_sums, self.channels, 0.0, || {
+            "the row sums of H".into()
+        })?;
         if let (None, Some((h, _))) = (bottom.get(2), &self.source) {
             row_sums(h, self.channels, &mut self.row_sums);
         }
-        self.labels.resize(positions, -1);
-        self.gradient.resize(scores.count(), 0.0);
+        crate::memory::resize(&mut self.labels, positions, -1, || {
+            "the class indices".into()
+        })?;
+        crate::memory::resize(&mut self.gradient, scores.count(), 0.0, || {
+            "the gradient buffer".into()
+        })?;
         top[0].reshape(&[])?;
         if let Some(prob) = top.get_mut(1) {
             prob.reshape_like(scores)?;

@@ -91,7 +91,7 @@ pub(crate) fn whole_class(value: f32, classes: usize) -> Option<usize> {
 
 /// The class that the label `value` at `position` names, or `None` when it is the ignore label.
 /// A label that is neither an integer in `[0, classes)` nor the ignore label is an error (Caffe would read out
-/// of bounds).
+/// of bounds), about value `position` of bottom 1, where every layer using this reads its labels.
 pub(crate) fn class_label(
     value: f32,
     position: usize,
@@ -105,14 +105,18 @@ pub(crate) fn class_label(
         return Ok(Some(class));
     }
     if !value.is_finite() || value.fract() != 0.0 {
-        return Err(LayerError::new(format!(
-            "label {value} at position {position} is not an integer"
-        )));
+        return Err(LayerError::at_item(
+            format!("label {value} at position {position} is not an integer"),
+            1,
+            position,
+        ));
     }
     if value < 0.0 || value >= classes as f32 {
-        return Err(LayerError::new(format!(
-            "label {value} at position {position} is outside [0, {classes})"
-        )));
+        return Err(LayerError::at_item(
+            format!("label {value} at position {position} is outside [0, {classes})"),
+            1,
+            position,
+        ));
     }
     Ok(Some(value as usize))
 }

@@ -8,7 +8,7 @@
 //! the op's parameters are the same for every value, and the compiler takes them out of the loops.
 
 use crate::blob::Blob;
-use crate::layer::{Arity, Layer, LayerResult};
+use crate::layer::{Arity, InPlace, Layer, LayerResult};
 
 /// The per-value math of a neuron layer.
 pub trait NeuronOp: Send + 'static {
@@ -20,6 +20,12 @@ pub trait NeuronOp: Send + 'static {
 
     /// The bottom's gradient for the bottom's value `x`, the top's value `y` and the top's gradient `dy`.
     fn gradient(&self, x: f32, y: f32, dy: f32) -> f32;
+
+    /// Whether Caffe's backward gets the right gradient from the top alone when the top overwrote the bottom
+    /// (in place); when it needs `x` itself the layer runs in place only where no gradient flows.
+    fn backward_in_place(&self) -> bool {
+        false
+    }
 }
 
 /// The layer of a [`NeuronOp`].
@@ -41,6 +47,14 @@ impl<Op: NeuronOp> Layer for Neuron<Op> {
 
     fn top_arity(&self) -> Arity {
         Arity::exactly(1)
+    }
+
+    fn in_place(&self) -> InPlace {
+        if self.0.backward_in_place() {
+            InPlace::Yes
+        } else {
+            InPlace::ForwardOnly
+        }
     }
 
     fn reshape(&mut self, bottom: &[&Blob], top: &mut [&mut Blob]) -> LayerResult {

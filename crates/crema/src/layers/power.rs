@@ -54,6 +54,10 @@ impl NeuronOp for Power {
         }
     }
 
+    fn backward_in_place(&self) -> bool {
+        self.diff_scale == 0.0 || self.power == 1.0
+    }
+
     fn gradient(&self, x: f32, _y: f32, dy: f32) -> f32 {
         let Power {
             power,

@@ -11,7 +11,7 @@ use crema_proto::caffe::FillerParameter;
 
 use crate::blob::Blob;
 use crate::filler;
-use crate::layer::{Arity, Layer, LayerContext, LayerError, LayerResult};
+use crate::layer::{Arity, InPlace, Layer, LayerContext, LayerError, LayerResult};
 use crate::math::Rng;
 
 /// The PReLU layer.
@@ -73,6 +73,10 @@ impl Layer for PReLU {
 
     fn top_arity(&self) -> Arity {
         Arity::exactly(1)
+    }
+
+    fn in_place(&self) -> InPlace {
+        InPlace::Yes
     }
 
     fn setup(&mut self, bottom: &[&Blob], _top: &mut [&mut Blob]) -> LayerResult {

@@ -32,6 +32,10 @@ impl NeuronOp for ReLU {
         }
     }
 
+    fn backward_in_place(&self) -> bool {
+        true
+    }
+
     fn gradient(&self, x: f32, _y: f32, dy: f32) -> f32 {
         if x > 0.0 {
             dy

@@ -7,7 +7,7 @@
 //! shares storage between blobs); backward copies the top's diff to the bottom's.
 
 use crate::blob::Blob;
-use crate::layer::{Arity, Layer, LayerContext, LayerError, LayerResult};
+use crate::layer::{Arity, BottomItem, Layer, LayerContext, LayerError, LayerResult};
 
 /// The Reshape layer.
 pub struct Reshape {
@@ -132,6 +132,10 @@ impl Layer for Reshape {
 
     fn top_arity(&self) -> Arity {
         Arity::exactly(1)
+    }
+
+    fn top_item_source(&self, _top: usize, index: usize) -> Option<BottomItem> {
+        Some(BottomItem { bottom: 0, index })
     }
 
     fn reshape(&mut self, bottom: &[&Blob], top: &mut [&mut Blob]) -> LayerResult {

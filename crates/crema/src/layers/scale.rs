@@ -14,7 +14,7 @@
 use crema_proto::caffe::{FillerParameter, ScaleParameter};
 
 use crate::blob::Blob;
-use crate::layer::{Arity, Layer, LayerContext, LayerError, LayerResult};
+use crate::layer::{Arity, InPlace, Layer, LayerContext, LayerError, LayerResult};
 use crate::layers::bias::{add_broadcast, broadcast, learned_blob, sum_broadcast, Broadcast};
 use crate::math::Rng;
 
@@ -98,6 +98,10 @@ impl Layer for Scale {
 
     fn top_arity(&self) -> Arity {
         Arity::exactly(1)
+    }
+
+    fn in_place(&self) -> InPlace {
+        InPlace::Yes
     }
 
     fn setup(&mut self, bottom: &[&Blob], _top: &mut [&mut Blob]) -> LayerResult {

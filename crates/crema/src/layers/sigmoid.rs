@@ -22,6 +22,10 @@ impl NeuronOp for Sigmoid {
         0.5 * (0.5 * x).tanh() + 0.5
     }
 
+    fn backward_in_place(&self) -> bool {
+        true
+    }
+
     fn gradient(&self, _x: f32, y: f32, dy: f32) -> f32 {
         dy * y * (1.0 - y)
     }

@@ -4,7 +4,7 @@
 //! is subtracted first, so no score overflows. Gradient: `dx = y ⊙ (dy − Σ_c dy_c · y_c)` along the axis.
 
 use crate::blob::Blob;
-use crate::layer::{Arity, Layer, LayerContext, LayerError, LayerResult};
+use crate::layer::{Arity, InPlace, Layer, LayerContext, LayerError, LayerResult};
 use crate::math::softmax::softmax;
 
 /// The Softmax layer.
@@ -60,12 +60,16 @@ impl Layer for Softmax {
         Arity::exactly(1)
     }
 
+    fn in_place(&self) -> InPlace {
+        InPlace::Yes
+    }
+
     fn reshape(&mut self, bottom: &[&Blob], top: &mut [&mut Blob]) -> LayerResult {
         let (_, outer, channels, inner) = axis_view(bottom[0], self.axis, "softmax_param.axis")?;
         self.outer = outer;
         self.channels = channels;
         self.inner = inner;
-        self.dots.resize(inner, 0.0);
+        crate::memory::resize(&mut self.dots, inner, 0.0, || "the softmax buffer".into())?;
         Ok(top[0].reshape_like(bottom[0])?)
     }
 

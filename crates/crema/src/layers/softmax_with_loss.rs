@@ -87,7 +87,9 @@ impl Layer for SoftmaxWithLoss {
         self.outer = outer;
         self.channels = channels;
         self.inner = inner;
-        self.prob.resize(bottom[0].count(), 0.0);
+        crate::memory::resize(&mut self.prob, bottom[0].count(), 0.0, || {
+            "the probabilities".into()
+        })?;
         top[0].reshape(&[])?;
         if let Some(prob_top) = top.get_mut(1) {
             prob_top.reshape_like(bottom[0])?;

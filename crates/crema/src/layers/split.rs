@@ -4,7 +4,7 @@
 //! it. Gradient: `dx = Σᵢ dyᵢ`.
 
 use crate::blob::Blob;
-use crate::layer::{Arity, Layer, LayerContext, LayerResult};
+use crate::layer::{Arity, BottomItem, Layer, LayerContext, LayerResult};
 
 /// The Split layer.
 pub struct Split;
@@ -25,6 +25,10 @@ impl Layer for Split {
 
     fn top_arity(&self) -> Arity {
         Arity::at_least(1)
+    }
+
+    fn top_item_source(&self, _top: usize, index: usize) -> Option<BottomItem> {
+        Some(BottomItem { bottom: 0, index })
     }
 
     fn reshape(&mut self, bottom: &[&Blob], top: &mut [&mut Blob]) -> LayerResult {

@@ -21,6 +21,10 @@ impl NeuronOp for TanH {
         x.tanh()
     }
 
+    fn backward_in_place(&self) -> bool {
+        true
+    }
+
     fn gradient(&self, _x: f32, y: f32, dy: f32) -> f32 {
         dy * (1.0 - y * y)
     }

@@ -7,6 +7,7 @@
 
 pub mod filter;
 pub mod graph;
+mod in_place;
 mod weights;
 
 use std::collections::HashMap;
@@ -260,6 +261,7 @@ impl Net {
         net.gather_params()?;
         net.set_loss_diffs();
         net.infer_backward(param.force_backward());
+        net.check_in_place()?;
         net.find_outputs();
         net.warn_softmax_before_infogain();
         Ok(net)
@@ -289,11 +291,31 @@ impl Net {
 
     fn slot_error(&self, index: usize, error: LayerError) -> Error {
         let slot = &self.slots[index];
+        let mut reason = error.0;
+        if let Some(origin) = error.1.and_then(|item| self.item_origin(index, item)) {
+            reason = format!("{reason} ({origin})");
+        }
         Error::Layer {
             origin: self.origin.clone(),
             layer: slot.name.clone(),
             layer_type: slot.param.r#type().to_owned(),
-            reason: error.0,
+            reason,
+        }
+    }
+
+    /// Where the data layer that made a bottom value of layer `index` read it (`from layer "data": train.h5,
+    /// dataset "label", row 1031`), following the value back through Splits.
+    fn item_origin(&self, index: usize, item: crate::layer::BottomItem) -> Option<String> {
+        let (mut id, mut value) = (*self.slots[index].bottoms.get(item.bottom)?, item.index);
+        loop {
+            let slot = &self.slots[self.producer_slot(id)?];
+            let top = id - slot.first_top;
+            if let Some(source) = slot.layer.top_item_source(top, value) {
+                (id, value) = (*slot.bottoms.get(source.bottom)?, source.index);
+                continue;
+            }
+            let origin = slot.layer.top_item_origin(top, value)?;
+            return Some(format!("from layer \"{}\": {origin}", slot.name));
         }
     }
 
@@ -321,23 +343,20 @@ impl Net {
             return Err(self.slot_error(index, error));
         }
         let origin = format!("{}: layer \"{}\"", self.origin, self.slots[index].name);
-        let values: Vec<Blob> = given
-            .iter()
-            .enumerate()
-            .map(|(i, proto)| Blob::from_proto(proto, &format!("{origin} blobs[{i}]")))
-            .collect::<Result<_>>()?;
-        for (i, value) in values.iter().enumerate() {
-            let expected = self.slots[index].layer.params()[i].shape().to_vec();
-            if value.shape() != expected {
-                let error = LayerError::new(format!(
-                    "blobs[{i}] in the prototxt has shape {:?}, the layer needs {expected:?}",
-                    value.shape()
-                ));
-                return Err(self.slot_error(index, error));
+        for i in 0..given.len() {
+            let slot = &mut self.slots[index];
+            let result = slot.layer.params_mut()[i].copy_data_from_proto(
+                &slot.param.blobs[i],
+                &format!("{origin} blobs[{i}]"),
+                "the prototxt",
+            );
+            match result {
+                Err(Error::Shape { reason, .. }) => {
+                    let error = LayerError::new(format!("blobs[{i}]: {reason}"));
+                    return Err(self.slot_error(index, error));
+                }
+                other => other?,
             }
-            self.slots[index].layer.params_mut()[i]
-                .data_mut()
-                .copy_from_slice(value.data());
         }
         Ok(())
     }

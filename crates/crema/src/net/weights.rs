@@ -3,7 +3,6 @@
 use crema_proto::NetParameter;
 
 use super::Net;
-use crate::blob::Blob;
 use crate::error::{Error, Result};
 
 impl Net {
@@ -39,18 +38,15 @@ impl Net {
                 )));
             }
             for (i, proto) in source.blobs.iter().enumerate() {
-                let given = Blob::from_proto(
-                    proto,
-                    &format!("{origin}: layer \"{}\" blobs[{i}]", source.name()),
-                )?;
-                if given.shape() != params[i].shape() {
-                    return Err(layer_error(format!(
-                        "cannot copy blobs[{i}]: shape {} in the weights file, {} in the net",
-                        given.shape_string(),
-                        params[i].shape_string()
-                    )));
-                }
-                params[i].data_mut().copy_from_slice(given.data());
+                let blob_origin = format!("{origin}: layer \"{}\" blobs[{i}]", source.name());
+                params[i]
+                    .copy_data_from_proto(proto, &blob_origin, "the weights file")
+                    .map_err(|e| match e {
+                        Error::Shape { reason, .. } => {
+                            layer_error(format!("cannot copy blobs[{i}]: {reason}"))
+                        }
+                        other => other,
+                    })?;
             }
             copied.push(source.name().to_owned());
         }

@@ -19,7 +19,6 @@ use crema_proto::caffe::{CremaLayerState, Phase};
 use crema_proto::{files, NetParameter, NetState, SolverParameter, SolverState};
 
 use super::{apply_update, create_rule, current_step, presolve, UpdateRule};
-use crate::blob::Blob;
 use crate::error::{Error, Result};
 use crate::layer::resolve_path;
 use crate::net::{Net, NetOptions};
@@ -71,6 +70,20 @@ pub struct Solver {
     smoothed_loss: f32,
     snapshot_prefix: String,
     stop: Arc<AtomicBool>,
+    /// The solver file (or `<solver>`), named in errors about its fields.
+    origin: String,
+}
+
+/// Names the solver file in an error about one of its fields (the update rule and learning-rate code reports
+/// the field alone).
+fn in_solver_file(origin: &str) -> impl FnOnce(Error) -> Error + '_ {
+    move |error| match error {
+        Error::Solver(error) => Error::Net {
+            origin: origin.to_owned(),
+            reason: error.to_string(),
+        },
+        other => other,
+    }
 }
 
 fn merge_state(
@@ -104,6 +117,10 @@ impl Solver {
             .solver_path
             .as_ref()
             .map_or("<solver>".to_owned(), |p| p.display().to_string());
+        Self::build(param, options, origin.clone()).map_err(in_solver_file(&origin))
+    }
+
+    fn build(param: SolverParameter, options: &SolverOptions, origin: String) -> Result<Solver> {
         let solver_error = |reason: String| Error::Net {
             origin: origin.clone(),
             reason,
@@ -116,9 +133,20 @@ impl Solver {
             .unwrap_or_default();
         let search_dirs = [folder.clone()];
         let resolve = |path: &str| resolve_path(path, &search_dirs);
-        let load = |path: &str| -> Result<(NetParameter, String, PathBuf)> {
+        // A net file that cannot be read is named with the solver field that gave it; one that does not parse
+        // names its own file and line.
+        let field_error = |field: &str, path: &str, error: crema_proto::ProtoError| match error {
+            crema_proto::ProtoError::Io { .. } | crema_proto::ProtoError::NotAFile { .. } => {
+                Error::Net {
+                    origin: origin.clone(),
+                    reason: format!("{field}: \"{path}\": {error}"),
+                }
+            }
+            other => other.into(),
+        };
+        let load = |field: &str, path: &str| -> Result<(NetParameter, String, PathBuf)> {
             let file = resolve(path);
-            let (net, _) = files::read_net_text(&file)?;
+            let (net, _) = files::read_net_text(&file).map_err(|e| field_error(field, path, e))?;
             Ok((
                 net,
                 file.display().to_string(),
@@ -152,11 +180,11 @@ impl Solver {
                 folder.clone(),
             )
         } else if let Some(path) = &param.train_net {
-            load(path)?
+            load("train_net", path)?
         } else if let Some(net) = &param.net_param {
             (net.clone(), format!("{origin}: net_param"), folder.clone())
         } else {
-            load(param.net())?
+            load("net", param.net())?
         };
         let state = merge_state(
             train_param.state.as_ref(),
@@ -177,7 +205,8 @@ impl Solver {
         // The solver's own `weights` files initialise the train net, in order (as `--weights` does).
         for path in &param.weights {
             let file = resolve(path);
-            let (weights, _) = files::read_net_binary(&file)?;
+            let (weights, _) =
+                files::read_net_binary(&file).map_err(|e| field_error("weights", path, e))?;
             train.copy_trained_from(&weights, &file.display().to_string())?;
         }
 
@@ -191,7 +220,7 @@ impl Solver {
             ));
         }
         for path in &param.test_net {
-            test_params.push(load(path)?);
+            test_params.push(load("test_net", path)?);
         }
         let general = param.net_param.is_some() || param.net.is_some();
         if general {
@@ -199,7 +228,7 @@ impl Solver {
                 let (net, net_origin) = match &param.net_param {
                     Some(net) => (net.clone(), format!("{origin}: net_param")),
                     None => {
-                        let (net, net_origin, _) = load(param.net())?;
+                        let (net, net_origin, _) = load("net", param.net())?;
                         (net, net_origin)
                     }
                 };
@@ -240,6 +269,9 @@ impl Solver {
         }
 
         let rule = create_rule(&param)?;
+        // The learning-rate policy's fields are checked now, not at the first update (or snapshot).
+        super::learning_rate(&param, 0)?;
+        current_step(&param, 0)?;
         let snapshot_prefix = match (&param.snapshot_prefix, &options.solver_path) {
             (Some(prefix), Some(path)) if Path::new(prefix).is_dir() => {
                 let stem = path
@@ -262,6 +294,7 @@ impl Solver {
             smoothed_loss: 0.0,
             snapshot_prefix,
             stop: Arc::new(AtomicBool::new(false)),
+            origin,
         })
     }
 
@@ -303,6 +336,11 @@ impl Solver {
 
     /// Trains to `max_iter` as `caffe train` does, then snapshots (unless just done) and tests once more.
     pub fn solve(&mut self, log: &mut dyn SolverLog) -> Result<()> {
+        let origin = self.origin.clone();
+        self.run_to_the_end(log).map_err(in_solver_file(&origin))
+    }
+
+    fn run_to_the_end(&mut self, log: &mut dyn SolverLog) -> Result<()> {
         let max_iter = u32::try_from(self.param.max_iter()).unwrap_or(0);
         let remaining = max_iter.saturating_sub(self.iter);
         self.step(remaining, log)?;
@@ -330,6 +368,11 @@ impl Solver {
 
     /// Runs `iters` iterations (or until the stop flag is set, which snapshots first).
     pub fn step(&mut self, iters: u32, log: &mut dyn SolverLog) -> Result<()> {
+        let origin = self.origin.clone();
+        self.run_steps(iters, log).map_err(in_solver_file(&origin))
+    }
+
+    fn run_steps(&mut self, iters: u32, log: &mut dyn SolverLog) -> Result<()> {
         let iter_size = super::iter_size(&self.param)?;
         let max_iter = u32::try_from(self.param.max_iter()).unwrap_or(0);
         let stop_iter = self.iter + iters;
@@ -467,11 +510,12 @@ impl Solver {
                 source: e,
             })?;
         }
-        log.line(&format!(
-            "Snapshotting to binary proto file {}",
-            model.display()
-        ));
-        files::write_binary(&model, &self.train.to_proto(self.param.snapshot_diff()))?;
+        // Everything the solverstate needs is gathered before either file is written, so that a failure
+        // leaves no caffemodel without its solverstate.
+        let current_step = current_step(&self.param, self.iter).map_err(|e| Error::Net {
+            origin: self.origin.clone(),
+            reason: e.to_string(),
+        })?;
         let mut crema_layer_state = Vec::new();
         for (net, states) in std::iter::once(self.train.layer_states())
             .chain(self.tests.iter().map(Net::layer_states))
@@ -494,9 +538,14 @@ impl Solver {
                 .iter()
                 .map(|b| b.to_proto(false))
                 .collect(),
-            current_step: Some(current_step(&self.param, self.iter)? as i32),
+            current_step: Some(current_step as i32),
             crema_layer_state,
         };
+        log.line(&format!(
+            "Snapshotting to binary proto file {}",
+            model.display()
+        ));
+        files::write_binary(&model, &self.train.to_proto(self.param.snapshot_diff()))?;
         log.line(&format!(
             "Snapshotting solver state to binary proto file {}",
             state_path.display()
@@ -520,7 +569,10 @@ impl Solver {
                     .map(|p| p.join(given.file_name().unwrap_or_default()))
                     .unwrap_or(given)
             };
-            let (weights, _) = files::read_net_binary(&model)?;
+            let (weights, _) = files::read_net_binary(&model).map_err(|e| Error::Net {
+                origin: origin.clone(),
+                reason: format!("learned_net: \"{learned}\": {e}"),
+            })?;
             self.train
                 .copy_trained_from(&weights, &model.display().to_string())?;
         }
@@ -539,18 +591,19 @@ impl Solver {
             });
         }
         for (i, (target, proto)) in history.iter_mut().zip(&state.history).enumerate() {
-            let saved = Blob::from_proto(proto, &format!("{origin}: history[{i}]"))?;
-            if saved.count() != target.count() {
-                return Err(Error::Net {
-                    origin,
-                    reason: format!(
-                        "history[{i}] holds {} values, the net's blob {}",
-                        saved.count(),
-                        target.count()
-                    ),
-                });
+            match target.copy_data_from_proto(
+                proto,
+                &format!("{origin}: history[{i}]"),
+                "the solverstate",
+            ) {
+                Err(Error::Shape { reason, .. }) => {
+                    return Err(Error::Net {
+                        origin,
+                        reason: format!("history[{i}] does not fit the net's blob: {reason}"),
+                    })
+                }
+                other => other?,
             }
-            target.data_mut().copy_from_slice(saved.data());
         }
         for saved in &state.crema_layer_state {
             let net = match saved.net() {
