@@ -60,7 +60,7 @@ fn mean(values: impl Iterator<Item = f64>) -> Option<f64> {
 impl ConfusionMatrix {
     /// An empty matrix over `classes` classes, or an error when its C × C counts do not fit in memory.
     pub fn new(classes: usize) -> Result<Self, crate::memory::AllocError> {
-        let cells = classes.checked_mul(classes).unwrap_or(usize::MAX);
+        let cells = classes.saturating_mul(classes);
         Ok(ConfusionMatrix {
             classes,
             counts: crate::memory::zeroed(cells, || {
