@@ -220,25 +220,31 @@ impl Blob {
                 ),
             });
         }
-        match values {
-            proto_blob::BlobValues::F32(v) => self.data.copy_from_slice(v),
-            proto_blob::BlobValues::F64(v) => {
-                for (out, &v) in self.data.iter_mut().zip(v) {
-                    *out = v as f32;
-                }
-            }
-        }
+        copy_values(&mut self.data, values);
         Ok(())
     }
 
     /// A blob from a BlobProto, by Caffe's rules (legacy 4-D shape first; double values rounded to f32).
     pub fn from_proto(proto: &BlobProto, origin: &str) -> Result<Blob> {
-        let (shape, values) = proto_blob::checked(proto, origin)?;
-        let mut blob = Blob::from_data(&shape, values.to_f32())?;
+        let (shape, _) = proto_blob::checked(proto, origin)?;
+        let mut blob = Blob::new(&shape)?;
+        blob.copy_data_from_proto(proto, origin, "the proto")?;
         if let Some(diff) = proto_blob::diff_values(proto) {
-            blob.diff = diff.to_f32();
+            copy_values(&mut blob.diff, diff);
         }
         Ok(blob)
+    }
+}
+
+/// Copies a proto's values (as many as `out` holds) into `out`, double values rounded to f32.
+fn copy_values(out: &mut [f32], values: proto_blob::BlobValues<'_>) {
+    match values {
+        proto_blob::BlobValues::F32(v) => out.copy_from_slice(v),
+        proto_blob::BlobValues::F64(v) => {
+            for (out, &v) in out.iter_mut().zip(v) {
+                *out = v as f32;
+            }
+        }
     }
 }
 

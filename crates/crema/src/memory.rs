@@ -64,6 +64,18 @@ pub fn reserve<T>(
     })
 }
 
+/// The `count` items of `items` in a vector reserved up front, or an error naming `what`.
+pub fn collect<T>(
+    items: impl Iterator<Item = T>,
+    count: usize,
+    what: impl FnOnce() -> String,
+) -> Result<Vec<T>> {
+    let mut values = Vec::new();
+    reserve(&mut values, count, what)?;
+    values.extend(items);
+    Ok(values)
+}
+
 fn out_of_memory(what: String, count: usize, item: usize) -> AllocError {
     AllocError {
         what,

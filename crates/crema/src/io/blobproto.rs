@@ -11,13 +11,19 @@ use crema_proto::{blob, BlobProto};
 
 use super::array::Array;
 use crate::error::Result;
+use crate::memory;
 
 /// The array a BlobProto holds, checked as Caffe checks it; `origin` names it in errors.
 pub fn array_from_blobproto(proto: &BlobProto, origin: &str) -> Result<Array> {
     let (shape, values) = blob::checked(proto, origin)?;
+    let what = || format!("the values of {origin}");
     match values {
-        blob::BlobValues::F32(values) => Array::from_f32(shape, values.to_vec()),
-        blob::BlobValues::F64(values) => Array::from_f64(shape, values.to_vec()),
+        blob::BlobValues::F32(v) => {
+            Array::from_f32(shape, memory::collect(v.iter().copied(), v.len(), what)?)
+        }
+        blob::BlobValues::F64(v) => {
+            Array::from_f64(shape, memory::collect(v.iter().copied(), v.len(), what)?)
+        }
     }
 }
 

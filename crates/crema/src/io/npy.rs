@@ -69,7 +69,12 @@ pub fn read_npy(path: &Path) -> Result<Array> {
     if size > MAX_FILE_BYTES {
         return Err(too_big(size));
     }
-    let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+    let mut bytes = Vec::new();
+    crate::memory::reserve(
+        &mut bytes,
+        usize::try_from(size).unwrap_or(usize::MAX),
+        || format!("the bytes of {origin}"),
+    )?;
     file.take(MAX_FILE_BYTES + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| Error::io(path, e))?;
@@ -704,6 +709,7 @@ fn decode(header: &Header, data: &[u8], origin: &str) -> Result<Array> {
     }
     let shape = shape.clone();
     let chunks = data.chunks_exact(elem.size);
+    let what = || format!("the values of {origin}");
     match (elem.kind, elem.size) {
         (Kind::Float, 4) => {
             let values = chunks.map(|c| {
@@ -714,7 +720,7 @@ fn decode(header: &Header, data: &[u8], origin: &str) -> Result<Array> {
                     f32::from_le_bytes(b)
                 }
             });
-            Array::from_f32(shape, values.collect())
+            Array::from_f32(shape, crate::memory::collect(values, count, what)?)
         }
         (Kind::Float, _) => {
             let values = chunks.map(|c| {
@@ -725,16 +731,15 @@ fn decode(header: &Header, data: &[u8], origin: &str) -> Result<Array> {
                     f64::from_le_bytes(b)
                 }
             });
-            Array::from_f64(shape, values.collect())
+            Array::from_f64(shape, crate::memory::collect(values, count, what)?)
         }
-        (Kind::Bool, _) => Array::from_f32(
-            shape,
-            data.iter()
-                .map(|&b| if b == 0 { 0.0 } else { 1.0 })
-                .collect(),
-        ),
+        (Kind::Bool, _) => {
+            let values = data.iter().map(|&b| if b == 0 { 0.0 } else { 1.0 });
+            Array::from_f32(shape, crate::memory::collect(values, count, what)?)
+        }
         (Kind::Int | Kind::Uint, _) => {
-            let mut values = Vec::with_capacity(count);
+            let mut values = Vec::new();
+            crate::memory::reserve(&mut values, count, what)?;
             for (index, chunk) in chunks.enumerate() {
                 let value = int_value(chunk, elem.kind == Kind::Int, elem.big_endian);
                 if value.unsigned_abs() > u128::from(MAX_EXACT_INT) {
