@@ -79,6 +79,17 @@ fn crema_capped(args: &[&str], dir: &Path) -> Run {
     }
 }
 
+/// The command both HDF5 cases were found with.
+const TEST_ONE_BATCH: &[&str] = &[
+    "test",
+    "--model",
+    "net.prototxt",
+    "--weights",
+    "w.caffemodel",
+    "--iterations",
+    "1",
+];
+
 /// A scratch copy of case folder `name` (commands write their outputs into it).
 fn case(name: &str) -> PathBuf {
     let dir = temp_dir(&format!("robustness-{name}"));
@@ -175,18 +186,7 @@ fn a_label_far_past_the_classes_seen_asks_for_num_classes_and_a_huge_h_is_an_all
 #[test]
 fn hdf5_datasets_declared_larger_than_their_file_are_refused_before_allocating() {
     let dir = case("h5_declared_huge");
-    let run = crema_capped(
-        &[
-            "test",
-            "--model",
-            "net.prototxt",
-            "--weights",
-            "w.caffemodel",
-            "--iterations",
-            "1",
-        ],
-        &dir,
-    );
+    let run = crema_capped(TEST_ONE_BATCH, &dir);
     let err = run.fails_cleanly();
     assert!(
         err.contains("layer \"data\" (HDF5Data)")
@@ -205,18 +205,7 @@ fn hdf5_datasets_declared_larger_than_their_file_are_refused_before_allocating()
 #[test]
 fn a_corrupted_compressed_hdf5_file_is_an_error_naming_it() {
     let dir = case("h5_corrupt_alloc");
-    let run = crema_capped(
-        &[
-            "test",
-            "--model",
-            "net.prototxt",
-            "--weights",
-            "w.caffemodel",
-            "--iterations",
-            "1",
-        ],
-        &dir,
-    );
+    let run = crema_capped(TEST_ONE_BATCH, &dir);
     let err = run.fails_cleanly();
     assert!(
         err.contains("layer \"data\" (HDF5Data)") && err.contains("d.h5: dataset \"data\""),
