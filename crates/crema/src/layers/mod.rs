@@ -13,7 +13,9 @@ pub mod bnll;
 pub mod class_weights;
 pub mod concat;
 pub mod constant;
+pub mod convolution;
 pub mod data;
+pub mod deconvolution;
 pub mod dropout;
 pub mod dummy_data;
 pub mod eltwise;
@@ -61,7 +63,9 @@ pub const REGISTRY: &[(&str, Constructor)] = &[
     ("ClassWeights", class_weights::create),
     ("Concat", concat::create),
     ("Constant", constant::create),
+    ("Convolution", convolution::create),
     ("Data", data::create),
+    ("Deconvolution", deconvolution::create),
     ("Dropout", dropout::create),
     ("DummyData", dummy_data::create),
     ("ELU", elu::create),

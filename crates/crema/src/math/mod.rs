@@ -1,15 +1,17 @@
 //! Math kernels, the one place that knows the device (today: the CPU, with rayon and the `gemm` crate).
 //!
-//! Layers call these instead of writing their own loops for anything shared: matrix products, softmax and
-//! log-sum-exp, label checks, and the random generator every random thing in crema draws from.
+//! Layers call these instead of writing their own loops for anything shared: matrix products (on strided
+//! views), convolution patches ([`conv`]), softmax and log-sum-exp, label checks, and the random generator every
+//! random thing in crema draws from.
 
+pub mod conv;
 mod exp;
 mod gemm;
 pub mod labels;
 pub mod softmax;
 
 pub use self::exp::exp as fast_exp;
-pub use self::gemm::{sgemm, Transpose};
+pub use self::gemm::{matmul, sgemm, MatMut, MatRef, Transpose};
 
 /// The random generator of crema: ChaCha8, seedable, and with a state that can be saved and restored exactly.
 pub type Rng = rand_chacha::ChaCha8Rng;
