@@ -34,6 +34,7 @@ pub mod loss;
 pub mod multinomial_logistic_loss;
 pub mod neuron;
 pub mod parameter;
+pub mod pooling;
 pub mod power;
 pub mod prelu;
 pub mod relu;
@@ -83,6 +84,7 @@ pub const REGISTRY: &[(&str, Constructor)] = &[
     ("MultinomialLogisticLoss", multinomial_logistic_loss::create),
     ("PReLU", prelu::create),
     ("Parameter", parameter::create),
+    ("Pooling", pooling::create),
     ("Power", power::create),
     ("ReLU", relu::create),
     ("Reshape", reshape::create),
