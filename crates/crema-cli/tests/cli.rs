@@ -246,3 +246,47 @@ fn forward_honours_stages_and_writes_blobs_and_gradients() {
         stderr(&out)
     );
 }
+
+#[test]
+fn forward_params_writes_shared_blobs_under_every_layer_with_the_summed_gradient() {
+    let dir = temp_dir("forward-params");
+    let net = r#"
+force_backward: true
+layer { name: "in" type: "Input" top: "x" input_param { shape { dim: 2 dim: 3 } } }
+layer { name: "a" type: "InnerProduct" bottom: "x" top: "ya" param { name: "w" }
+  inner_product_param { num_output: 2 bias_term: false weight_filler { type: "gaussian" std: 1 } } }
+layer { name: "b" type: "InnerProduct" bottom: "x" top: "yb" param { name: "w" }
+  inner_product_param { num_output: 2 bias_term: false weight_filler { type: "gaussian" std: 1 } } }
+layer { name: "sum" type: "Eltwise" bottom: "ya" bottom: "yb" top: "y" }
+"#;
+    std::fs::write(dir.join("net.prototxt"), net).unwrap();
+    let x = crema::io::Array::from_f32(vec![2, 3], vec![1.0, 2.0, 3.0, -1.0, 0.5, 0.0]).unwrap();
+    crema::io::write_npy(&dir.join("x.npy"), &x).unwrap();
+    let g = crema::io::Array::from_f32(vec![2, 2], vec![1.0, 0.0, 0.0, 2.0]).unwrap();
+    crema::io::write_npy(&dir.join("g.npy"), &g).unwrap();
+    let args = [
+        "forward",
+        "--model",
+        "net.prototxt",
+        "--input",
+        "x=x.npy",
+        "--backward",
+        "--top-diff",
+        "y=g.npy",
+        "--params",
+        "--out",
+        "o",
+    ];
+    let output = crema(&args, &dir);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let read = |f: &str| {
+        crema::io::read_npy(&dir.join("o").join(f))
+            .unwrap()
+            .to_f64_vec()
+    };
+    assert_eq!(read("a.0.npy"), read("b.0.npy"));
+    // y = 2·x·Wᵀ, so dW = 2·Gᵀ·x, counted once per sharing layer and summed: both files hold the sum.
+    let expected = [2.0, 4.0, 6.0, -4.0, 2.0, 0.0];
+    assert_eq!(read("a.0.diff.npy"), expected);
+    assert_eq!(read("b.0.diff.npy"), expected);
+}

@@ -35,6 +35,15 @@ pub struct Args {
     /// Also run backward, each loss top's gradient set to its loss_weight, and write the gradients.
     #[arg(long)]
     backward: bool,
+    /// With --backward: the gradient of output blob BLOB (repeatable), as pycaffe's `net.backward(**{BLOB: G})`;
+    /// the file holds the blob's shape.
+    #[arg(long = "top-diff", value_name = "BLOB=FILE.npy", requires = "backward")]
+    top_diffs: Vec<String>,
+    /// Also write every layer's learnable blobs as `<layer>.<i>.npy` (i as in `net.params[layer][i]`), and with
+    /// --backward their gradients as `<layer>.<i>.diff.npy`; a blob shared by name is written under every layer
+    /// that shares it, with the whole summed gradient.
+    #[arg(long)]
+    params: bool,
     /// Folder to write `<blob>.npy` (and `<blob>.diff.npy` with --backward) into; created if missing.
     #[arg(long)]
     out: PathBuf,
@@ -124,6 +133,29 @@ fn fill_input(net: &mut Net, name: &str, array: &Array, file: &str) -> Result<()
     Ok(())
 }
 
+/// Writes every layer's learnable blobs (and gradients) as `<layer>.<i>.npy` (`.diff.npy`), a shared blob's
+/// values and summed gradient taken from the layer that owns it.
+fn write_params(net: &Net, out: &Path, gradients: bool) -> Result<()> {
+    let names: Vec<&str> = net.layer_names().collect();
+    for info in net.params() {
+        let (owner_layer, owner_index) = info.owner.unwrap_or((info.layer, info.index));
+        let blob = &net.layer_params(owner_layer)[owner_index];
+        let stem = format!("{}.{}", file_stem(names[info.layer]), info.index);
+        let shape = blob.shape().to_vec();
+        io::write_npy(
+            &out.join(format!("{stem}.npy")),
+            &Array::from_f32(shape.clone(), blob.data().to_vec())?,
+        )?;
+        if gradients {
+            io::write_npy(
+                &out.join(format!("{stem}.diff.npy")),
+                &Array::from_f32(shape, blob.diff().to_vec())?,
+            )?;
+        }
+    }
+    Ok(())
+}
+
 pub fn run(args: Args) -> Result<()> {
     let phase = match args.phase {
         PhaseArg::Train => Phase::Train,
@@ -145,10 +177,38 @@ pub fn run(args: Args) -> Result<()> {
         fill_input(&mut net, name, &array, file)?;
     }
     net.reshape()?;
+    let mut top_diffs = Vec::new();
+    for given in &args.top_diffs {
+        let (name, file) = given
+            .split_once('=')
+            .ok_or_else(|| anyhow!("--top-diff {given}: write it as BLOB=FILE.npy"))?;
+        let array = io::read_array(Path::new(file))?;
+        let blob = net
+            .blob(name)
+            .ok_or_else(|| anyhow!("--top-diff {given}: the net has no blob \"{name}\""))?;
+        if array.shape() != blob.shape() {
+            bail!(
+                "--top-diff {given}: the file holds shape {:?}, the blob \"{name}\" has {:?}",
+                array.shape(),
+                blob.shape()
+            );
+        }
+        top_diffs.push((name.to_owned(), array.to_f32_vec()));
+    }
     let loss = net.forward()?;
     if args.backward {
         net.clear_param_diffs();
-        net.backward()?;
+        let given: Vec<(&str, &[f32])> = top_diffs
+            .iter()
+            .map(|(name, values)| (name.as_str(), values.as_slice()))
+            .collect();
+        net.backward_from(&given)?;
+        if !(0..net.layer_names().count()).any(|i| net.layer_needs_backward(i)) {
+            eprintln!(
+                "note: no layer runs backward: the net has no loss and no `force_backward: true`, so every \
+                 gradient is 0"
+            );
+        }
     }
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
@@ -169,6 +229,9 @@ pub fn run(args: Args) -> Result<()> {
                 &diff,
             )?;
         }
+    }
+    if args.params {
+        write_params(&net, &args.out, args.backward)?;
     }
     println!("loss = {loss}");
     println!(

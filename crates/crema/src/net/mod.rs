@@ -274,11 +274,12 @@ impl Net {
         stream: u64,
     ) -> std::result::Result<Box<dyn Layer>, String> {
         let type_name = param.r#type();
-        let create = layers::constructor(type_name).ok_or_else(|| {
-            format!(
+        let create = layers::constructor(type_name).ok_or_else(|| match left_out(type_name) {
+            Some(reason) => reason.to_owned(),
+            None => format!(
                 "crema has no layer of type \"{type_name}\" (it has: {})",
                 layers::type_names().join(", ")
-            )
+            ),
         })?;
         let mut context = LayerContext {
             param,
@@ -361,7 +362,50 @@ impl Net {
         Ok(())
     }
 
+    /// Gives every blob a layer keeps up to date itself ([`Layer::param_is_learned`] false, BatchNorm's
+    /// statistics) lr_mult 0, as Caffe's BatchNorm does: a ParamSpec with lr_mult 0 is added where the prototxt
+    /// gives none (so the saved layer has it too, as in Caffe), and one asking for another lr_mult is an error.
+    fn freeze_unlearned_params(&mut self) -> Result<()> {
+        for slot in &mut self.slots {
+            let count = slot.layer.params().len();
+            if slot.param.param.len() > count {
+                continue; // gather_params says there are too many
+            }
+            for index in 0..count {
+                if slot.layer.param_is_learned(index) {
+                    continue;
+                }
+                match slot.param.param.get(index) {
+                    Some(spec) if spec.lr_mult() != 0.0 => {
+                        return Err(Error::Layer {
+                            origin: self.origin.clone(),
+                            layer: slot.name.clone(),
+                            layer_type: slot.param.r#type().to_owned(),
+                            reason: format!(
+                                "param {index} has lr_mult {}, but blobs[{index}] is kept up to date by the layer \
+                                 itself and cannot be learned; give lr_mult: 0 or leave its param out",
+                                spec.lr_mult()
+                            ),
+                        });
+                    }
+                    Some(_) => {}
+                    None => {
+                        slot.param
+                            .param
+                            .resize_with(index, crema_proto::caffe::ParamSpec::default);
+                        slot.param.param.push(crema_proto::caffe::ParamSpec {
+                            lr_mult: Some(0.0),
+                            ..Default::default()
+                        });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn gather_params(&mut self) -> Result<()> {
+        self.freeze_unlearned_params()?;
         let mut owners: HashMap<String, (usize, usize)> = HashMap::new();
         for (layer_index, slot) in self.slots.iter().enumerate() {
             let count = slot.layer.params().len();
@@ -587,7 +631,47 @@ impl Net {
     /// Runs backward from the losses: each loss top's diff is set to its weight, then layers run in reverse.
     /// Parameter gradients are added to the params' diffs ([`Net::clear_param_diffs`] zeroes them).
     pub fn backward(&mut self) -> Result<()> {
+        self.backward_from(&[])
+    }
+
+    /// [`Net::backward`] with the gradients of some outputs given, as pycaffe's `net.backward(**{blob: G})`:
+    /// each named blob must be an output of the net (no layer reads it) and `G` must hold its count of values.
+    /// A loss top's gradient is its loss weight and cannot be given.
+    pub fn backward_from(&mut self, top_diffs: &[(&str, &[f32])]) -> Result<()> {
         self.set_loss_diffs();
+        for &(name, values) in top_diffs {
+            let error = |reason: String| Error::Net {
+                origin: self.origin.clone(),
+                reason: format!("the gradient given for blob \"{name}\": {reason}"),
+            };
+            let id = self
+                .blob_id(name)
+                .ok_or_else(|| error("the net has no such blob".into()))?;
+            if !self.outputs.contains(&id) {
+                return Err(error(format!(
+                    "it is not an output of the net (a later layer reads it); outputs: {}",
+                    self.output_names().join(", ")
+                )));
+            }
+            let weighted = self.slots.iter().any(|slot| {
+                (slot.first_top..slot.first_top + slot.top_count).contains(&id)
+                    && slot.loss_weights[id - slot.first_top] != 0.0
+            });
+            if weighted {
+                return Err(error(
+                    "it is a loss top: its gradient is its loss_weight".into(),
+                ));
+            }
+            let blob = &mut self.blobs[id];
+            if values.len() != blob.count() {
+                let shape = blob.shape_string();
+                return Err(error(format!(
+                    "{} values for a blob of shape {shape}",
+                    values.len()
+                )));
+            }
+            blob.diff_mut().copy_from_slice(values);
+        }
         for index in (0..self.slots.len()).rev() {
             self.backward_layer(index)?;
         }
@@ -876,6 +960,19 @@ impl Net {
         }
         self.give_shared_gradients_to_owners();
         Ok(times)
+    }
+}
+
+/// Why crema refuses a BVLC Caffe layer type it leaves out on purpose, for a clearer error than "no layer of
+/// type": the recurrent layers and R-CNN's window data layer.
+fn left_out(type_name: &str) -> Option<&'static str> {
+    match type_name {
+        "LSTM" | "RNN" => Some("crema does not implement the recurrent layers LSTM and RNN"),
+        "WindowData" => Some(
+            "crema does not implement WindowData (R-CNN's window-file data layer); give the crops through \
+             ImageData, Data (LMDB) or HDF5Data instead",
+        ),
+        _ => None,
     }
 }
 
