@@ -245,4 +245,12 @@ pub trait Layer: Send {
     fn params_mut(&mut self) -> &mut [Blob] {
         &mut []
     }
+
+    /// Whether the solver may change blob `index` of [`Layer::params`]: false for a blob the layer keeps up to
+    /// date itself (BatchNorm's running statistics). The net gives such a blob lr_mult 0, adding the ParamSpec
+    /// where the prototxt gives none (as Caffe's BatchNorm does), and refuses a ParamSpec with another lr_mult
+    /// (as Caffe does). Such blobs are still saved, loaded and copied to test nets like any other.
+    fn param_is_learned(&self, _index: usize) -> bool {
+        true
+    }
 }

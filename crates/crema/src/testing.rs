@@ -61,7 +61,8 @@ fn objective(tops: &[Blob], weights: &[Vec<f32>]) -> f64 {
 
 impl GradientChecker {
     /// Checks the gradients of `layer` with respect to the bottoms listed in `check` and to every
-    /// learnable blob. The layer must be freshly made; `tops` is how many tops to give it.
+    /// learnable blob (those [`Layer::param_is_learned`] says the solver changes). The layer must be freshly
+    /// made; `tops` is how many tops to give it.
     /// Returns a description of the first mismatches, if any.
     pub fn check(
         &self,
@@ -145,6 +146,10 @@ impl GradientChecker {
             }
         }
         for (p, grads) in param_grads.iter().enumerate() {
+            if !layer.param_is_learned(p) {
+                // Kept up to date by the layer itself (BatchNorm's statistics): no gradient is computed.
+                continue;
+            }
             for (i, &analytic) in grads.iter().enumerate() {
                 let original = layer.params()[p].data()[i];
                 layer.params_mut()[p].data_mut()[i] = original + h;

@@ -75,7 +75,7 @@ pub(crate) fn create_either(
             "convolution_param.group: must be at least 1",
         ));
     }
-    if num_output % group != 0 {
+    if !num_output.is_multiple_of(group) {
         return Err(LayerError::new(format!(
             "convolution_param.group: {group} does not divide num_output {num_output}"
         )));
@@ -194,7 +194,7 @@ impl Layer for Convolution {
             )));
         }
         self.channels = x.shape()[self.axis];
-        if self.channels % self.group != 0 {
+        if !self.channels.is_multiple_of(self.group) {
             return Err(LayerError::new(format!(
                 "convolution_param.group: {} does not divide the bottom's {} channels",
                 self.group, self.channels

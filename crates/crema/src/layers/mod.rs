@@ -8,22 +8,30 @@
 pub mod absval;
 pub mod accuracy;
 pub mod argmax;
+pub mod batch_norm;
+pub mod batch_reindex;
 pub mod bias;
 pub mod bnll;
 pub mod class_weights;
+pub mod clip;
 pub mod concat;
 pub mod constant;
+pub mod contrastive_loss;
 pub mod convolution;
+pub mod crop;
 pub mod data;
 pub mod deconvolution;
 pub mod dropout;
 pub mod dummy_data;
 pub mod eltwise;
 pub mod elu;
+pub mod embed;
 pub mod euclidean_loss;
 pub mod exp;
+pub mod filter;
 pub mod flatten;
 pub mod hdf5_data;
+pub mod hdf5_output;
 pub mod hinge_loss;
 pub mod image_data;
 pub mod infogain_loss;
@@ -31,12 +39,15 @@ pub mod inner_product;
 pub mod input;
 pub mod log;
 pub mod loss;
+pub mod lrn;
 pub mod multinomial_logistic_loss;
+pub mod mvn;
 pub mod neuron;
 pub mod parameter;
 pub mod pooling;
 pub mod power;
 pub mod prelu;
+pub mod reduction;
 pub mod relu;
 pub mod reshape;
 pub mod scale;
@@ -47,7 +58,10 @@ pub mod slice;
 pub mod softmax;
 pub mod softmax_with_loss;
 pub mod split;
+pub mod swish;
 pub mod tanh;
+pub mod threshold;
+pub mod tile;
 
 use crate::layer::{Layer, LayerContext, LayerResult};
 
@@ -60,33 +74,44 @@ pub const REGISTRY: &[(&str, Constructor)] = &[
     ("Accuracy", accuracy::create),
     ("ArgMax", argmax::create),
     ("BNLL", bnll::create),
+    ("BatchNorm", batch_norm::create),
+    ("BatchReindex", batch_reindex::create),
     ("Bias", bias::create),
     ("ClassWeights", class_weights::create),
+    ("Clip", clip::create),
     ("Concat", concat::create),
     ("Constant", constant::create),
+    ("ContrastiveLoss", contrastive_loss::create),
     ("Convolution", convolution::create),
+    ("Crop", crop::create),
     ("Data", data::create),
     ("Deconvolution", deconvolution::create),
     ("Dropout", dropout::create),
     ("DummyData", dummy_data::create),
     ("ELU", elu::create),
     ("Eltwise", eltwise::create),
+    ("Embed", embed::create),
     ("EuclideanLoss", euclidean_loss::create),
     ("Exp", exp::create),
+    ("Filter", filter::create),
     ("Flatten", flatten::create),
     ("HDF5Data", hdf5_data::create),
+    ("HDF5Output", hdf5_output::create),
     ("HingeLoss", hinge_loss::create),
     ("ImageData", image_data::create),
     ("InfogainLoss", infogain_loss::create),
     ("InnerProduct", inner_product::create),
     ("Input", input::create),
+    ("LRN", lrn::create),
     ("Log", log::create),
+    ("MVN", mvn::create),
     ("MultinomialLogisticLoss", multinomial_logistic_loss::create),
     ("PReLU", prelu::create),
     ("Parameter", parameter::create),
     ("Pooling", pooling::create),
     ("Power", power::create),
     ("ReLU", relu::create),
+    ("Reduction", reduction::create),
     ("Reshape", reshape::create),
     ("Scale", scale::create),
     ("Sigmoid", sigmoid::create),
@@ -99,7 +124,10 @@ pub const REGISTRY: &[(&str, Constructor)] = &[
     ("Softmax", softmax::create),
     ("SoftmaxWithLoss", softmax_with_loss::create),
     ("Split", split::create),
+    ("Swish", swish::create),
     ("TanH", tanh::create),
+    ("Threshold", threshold::create),
+    ("Tile", tile::create),
 ];
 
 /// The constructor for `type_name`, if crema has that layer.

@@ -46,7 +46,7 @@ pub struct Pooling {
 
 /// Makes a Pooling layer.
 pub fn create(ctx: &mut LayerContext) -> LayerResult<Box<dyn Layer>> {
-    let param = ctx.param.pooling_param.clone().unwrap_or_default();
+    let param = ctx.param.pooling_param.unwrap_or_default();
     let method = param.pool();
     let field = |f: &str| format!("pooling_param.{f}");
     let pair = |one: Option<u32>,
@@ -136,6 +136,9 @@ fn pooled(input: usize, kernel: usize, stride: usize, pad: usize, ceil: bool) ->
     Some(out)
 }
 
+/// A window along one axis: start and end clipped to the input, and the size AVE divides by.
+type Window = (usize, usize, usize);
+
 /// A window along one axis: (start, end) clipped to the input, and the size counted by AVE (clipped to the
 /// padded input).
 #[inline]
@@ -155,9 +158,7 @@ fn window(
 
 impl Pooling {
     /// The windows of output (oy, ox) along the height and the width (see [`window`]).
-    fn windows(
-        &self,
-    ) -> impl Fn(usize, usize) -> ((usize, usize, usize), (usize, usize, usize)) + Sync {
+    fn windows(&self) -> impl Fn(usize, usize) -> (Window, Window) + Sync {
         let (kernel, stride, pad, input) = (self.kernel, self.stride, self.pad, self.input);
         move |oy, ox| {
             (
@@ -308,7 +309,7 @@ impl Layer for Pooling {
                             for iy in y0..y1 {
                                 for ix in x0..x1 {
                                     let v = x[iy * w + ix];
-                                    if !(v >= 0.0) {
+                                    if v.is_nan() || v < 0.0 {
                                         return Err(LayerError::new(format!(
                                             "STOCHASTIC pooling needs non-negative inputs (after a ReLU); found {v}"
                                         )));

@@ -117,14 +117,16 @@ impl ConvShape {
 
 /// Walks every patch value of `shape`, calling `visit(row_offset, input_offset)`: the offset into the
 /// `positions × patch_len` rows, and the offset into the image the value comes from (None in the padding).
+///
+/// Rows are visited in order and each row from its first value to its last, so the writes of `im2row` (and the
+/// reads of `row2im`) stream through memory while the image, far smaller, stays in cache.
 #[inline(always)]
 fn walk(shape: &ConvShape, mut visit: impl FnMut(usize, Option<usize>)) {
     let axes = shape.input.len();
     let last = axes - 1;
     let patch = shape.patch_len();
     let kernel_inner: usize = shape.kernel[..last].iter().product();
-    let positions_inner: usize = shape.output[..last].iter().product();
-    let (k_last, o_last) = (shape.kernel[last], shape.output[last]);
+    let k_last = shape.kernel[last];
     let (in_last, s_last, p_last, d_last) = (
         shape.input[last] as isize,
         shape.stride[last] as isize,
@@ -139,34 +141,28 @@ fn walk(shape: &ConvShape, mut visit: impl FnMut(usize, Option<usize>)) {
     let plane: usize = shape.input.iter().product();
     let mut k_index: Dims = smallvec::smallvec![0; axes];
     let mut o_index: Dims = smallvec::smallvec![0; axes];
-    for c in 0..shape.channels {
+    for position in 0..shape.positions() {
+        unravel(position, &shape.output, &mut o_index);
+        let row = position * patch;
+        let start = o_index[last] as isize * s_last - p_last;
         for kernel_pre in 0..kernel_inner {
             unravel(kernel_pre, &shape.kernel[..last], &mut k_index[..last]);
-            let column = c * kernel_inner * k_last + kernel_pre * k_last;
-            for position_pre in 0..positions_inner {
-                unravel(position_pre, &shape.output[..last], &mut o_index[..last]);
-                // The input coordinates on the axes before the last; None when one is in the padding.
-                let mut base = Some(c * plane);
-                for a in 0..last {
-                    let i = (o_index[a] * shape.stride[a] + k_index[a] * shape.dilation[a])
-                        as isize
-                        - shape.pad[a] as isize;
-                    base = match base {
-                        Some(b) if i >= 0 && (i as usize) < shape.input[a] => {
-                            Some(b + i as usize * image_strides[a])
-                        }
-                        _ => None,
-                    };
-                }
-                let row0 = position_pre * o_last;
-                for ox in 0..o_last {
-                    let row = (row0 + ox) * patch + column;
-                    let start = ox as isize * s_last - p_last;
-                    for kx in 0..k_last {
-                        let ix = start + kx as isize * d_last;
-                        let at = base.filter(|_| ix >= 0 && ix < in_last);
-                        visit(row + kx, at.map(|b| b + ix as usize));
-                    }
+            // The offset within a plane on the axes before the last; None when one is in the padding.
+            let mut base = Some(0);
+            for a in 0..last {
+                let i = (o_index[a] * shape.stride[a] + k_index[a] * shape.dilation[a]) as isize
+                    - shape.pad[a] as isize;
+                base = base
+                    .filter(|_| i >= 0 && (i as usize) < shape.input[a])
+                    .map(|b| b + i as usize * image_strides[a]);
+            }
+            for c in 0..shape.channels {
+                let column = (c * kernel_inner + kernel_pre) * k_last;
+                let base = base.map(|b| b + c * plane);
+                for kx in 0..k_last {
+                    let ix = start + kx as isize * d_last;
+                    let at = base.filter(|_| ix >= 0 && ix < in_last);
+                    visit(row + column + kx, at.map(|b| b + ix as usize));
                 }
             }
         }
@@ -188,11 +184,11 @@ pub fn im2row(shape: &ConvShape, image: &[f32], rows: &mut [f32]) {
     assert!(
         image.len() >= shape.image_len() && rows.len() >= shape.positions() * shape.patch_len()
     );
-    if shape.input.is_empty() {
-        rows[..shape.channels].copy_from_slice(&image[..shape.channels]);
-        return;
+    match shape.input.len() {
+        0 => rows[..shape.channels].copy_from_slice(&image[..shape.channels]),
+        2 => rows_2d(shape, image, rows),
+        _ => walk(shape, |row, at| rows[row] = at.map_or(0.0, |at| image[at])),
     }
-    walk(shape, |row, at| rows[row] = at.map_or(0.0, |at| image[at]));
 }
 
 /// The adjoint of [`im2row`]: `image` (overwritten) receives the sum, over all patches, of each row value at
@@ -202,13 +198,97 @@ pub fn row2im(shape: &ConvShape, rows: &[f32], image: &mut [f32]) {
         image.len() >= shape.image_len() && rows.len() >= shape.positions() * shape.patch_len()
     );
     image[..shape.image_len()].fill(0.0);
-    if shape.input.is_empty() {
-        image[..shape.channels].copy_from_slice(&rows[..shape.channels]);
-        return;
+    match shape.input.len() {
+        0 => image[..shape.channels].copy_from_slice(&rows[..shape.channels]),
+        2 => image_2d(shape, rows, image),
+        _ => walk(shape, |row, at| {
+            if let Some(at) = at {
+                image[at] += rows[row];
+            }
+        }),
     }
-    walk(shape, |row, at| {
-        if let Some(at) = at {
-            image[at] += rows[row];
+}
+
+/// For two spatial axes, the common case: each output position's patch row and, per kernel row, the kernel
+/// columns `first..end` that fall inside the image row `iy` (None when the kernel row is in the padding), for
+/// `visit(row, channel, ky, iy, x, first, end)` where `x` is the image column of kernel column `first`.
+#[inline(always)]
+fn walk_2d(
+    shape: &ConvShape,
+    mut visit: impl FnMut(usize, usize, usize, Option<usize>, usize, usize, usize),
+) {
+    let (h, w) = (shape.input[0] as isize, shape.input[1] as isize);
+    let (oh, ow) = (shape.output[0], shape.output[1]);
+    let kh = shape.kernel[0];
+    let kw = shape.kernel[1];
+    let (sh, sw) = (shape.stride[0], shape.stride[1]);
+    let (ph, pw) = (shape.pad[0] as isize, shape.pad[1] as isize);
+    let (dh, dw) = (shape.dilation[0], shape.dilation[1]);
+    for oy in 0..oh {
+        for ox in 0..ow {
+            let position = oy * ow + ox;
+            let x0 = (ox * sw) as isize - pw;
+            // The kernel columns inside the image: first..end.
+            let first = if x0 >= 0 {
+                0
+            } else {
+                ((-x0) as usize).div_ceil(dw)
+            };
+            let end = if x0 >= w {
+                0
+            } else {
+                (((w - 1 - x0) as usize) / dw + 1).min(kw)
+            };
+            let x = (x0 + (first * dw) as isize).max(0) as usize;
+            for c in 0..shape.channels {
+                for ky in 0..kh {
+                    let iy = (oy * sh + ky * dh) as isize - ph;
+                    let inside = (iy >= 0 && iy < h && first < end).then_some(iy as usize);
+                    visit(position, c, ky, inside, x, first, end.max(first));
+                }
+            }
+        }
+    }
+}
+
+/// [`im2row`] for two spatial axes: each kernel row of a patch is one copy of a run of an image row (stride-1
+/// kernels), zeros around it.
+fn rows_2d(shape: &ConvShape, image: &[f32], rows: &mut [f32]) {
+    let (w, plane) = (shape.input[1], shape.input[0] * shape.input[1]);
+    let (kh, kw, dw) = (shape.kernel[0], shape.kernel[1], shape.dilation[1]);
+    let patch = shape.patch_len();
+    walk_2d(shape, |position, c, ky, iy, x, first, end| {
+        let at = position * patch + (c * kh + ky) * kw;
+        let out = &mut rows[at..at + kw];
+        let Some(iy) = iy else {
+            out.fill(0.0);
+            return;
+        };
+        let line = &image[c * plane + iy * w..c * plane + (iy + 1) * w];
+        out[..first].fill(0.0);
+        if dw == 1 {
+            out[first..end].copy_from_slice(&line[x..x + end - first]);
+        } else {
+            for (o, &v) in out[first..end].iter_mut().zip(line[x..].iter().step_by(dw)) {
+                *o = v;
+            }
+        }
+        out[end..].fill(0.0);
+    });
+}
+
+/// [`row2im`] for two spatial axes (the image already zeroed), by the same walk as [`rows_2d`].
+fn image_2d(shape: &ConvShape, rows: &[f32], image: &mut [f32]) {
+    let (w, plane) = (shape.input[1], shape.input[0] * shape.input[1]);
+    let (kh, kw, dw) = (shape.kernel[0], shape.kernel[1], shape.dilation[1]);
+    let patch = shape.patch_len();
+    walk_2d(shape, |position, c, ky, iy, x, first, end| {
+        let Some(iy) = iy else { return };
+        let at = position * patch + (c * kh + ky) * kw;
+        let values = &rows[at + first..at + end];
+        let line = &mut image[c * plane + iy * w..c * plane + (iy + 1) * w];
+        for (o, &v) in line[x..].iter_mut().step_by(dw).zip(values) {
+            *o += v;
         }
     });
 }
@@ -317,6 +397,28 @@ mod tests {
             offset = offset * sh.input[a] + i as usize;
         }
         image[offset]
+    }
+
+    /// The generic N-D path on any shape, for comparing the 2-D one with it.
+    fn generic_rows(sh: &ConvShape, image: &[f32]) -> Vec<f32> {
+        let mut rows = vec![f32::NAN; sh.positions() * sh.patch_len()];
+        walk(sh, |row, at| rows[row] = at.map_or(0.0, |at| image[at]));
+        rows
+    }
+
+    #[test]
+    fn the_two_dimensional_path_equals_the_general_one() {
+        for sh in [
+            shape(2, &[5, 4], &[3, 3], &[1, 1], &[1, 1], &[1, 1]),
+            shape(3, &[7, 6], &[3, 2], &[2, 1], &[0, 1], &[1, 2]),
+            shape(2, &[6, 7], &[2, 3], &[3, 2], &[1, 2], &[2, 3]),
+            shape(1, &[3, 3], &[3, 3], &[1, 1], &[2, 2], &[1, 1]),
+        ] {
+            let image: Vec<f32> = (0..sh.image_len()).map(|i| i as f32 + 1.0).collect();
+            let mut rows = vec![f32::NAN; sh.positions() * sh.patch_len()];
+            im2row(&sh, &image, &mut rows);
+            assert_eq!(rows, generic_rows(&sh, &image), "{sh:?}");
+        }
     }
 
     fn check_against_definition(sh: &ConvShape) {

@@ -67,6 +67,10 @@ struct LayerSlot {
     loss_weights: Vec<f32>,
     need_backward: bool,
     bottom_need_backward: Vec<bool>,
+    /// The bottoms' shapes when the layer was last reshaped: a bottom whose shape has changed since (after a
+    /// Filter, whose top follows its selector, or an Input given new data) reshapes the layer before it runs,
+    /// as Caffe reshapes every layer before every forward.
+    reshaped_for: Vec<Vec<usize>>,
 }
 
 /// A net of layers ready to run.
@@ -251,6 +255,7 @@ impl Net {
                 top_count: node.top_count,
                 loss_weights: node.loss_weights,
                 need_backward: false,
+                reshaped_for: Vec::new(),
             });
         }
 
@@ -326,11 +331,10 @@ impl Net {
             let (before, after) = self.blobs.split_at_mut(slot.first_top);
             let bottoms: SmallVec<[&Blob; 4]> = slot.bottoms.iter().map(|&b| &before[b]).collect();
             let mut tops: SmallVec<[&mut Blob; 4]> = after[..slot.top_count].iter_mut().collect();
-            slot.layer
-                .setup(&bottoms, &mut tops)
-                .and_then(|()| slot.layer.reshape(&bottoms, &mut tops))
+            slot.layer.setup(&bottoms, &mut tops)
         };
         result.map_err(|e| self.slot_error(index, e))?;
+        self.reshape_layer(index)?;
         let given = &self.slots[index].param.blobs;
         if given.is_empty() {
             return Ok(());
@@ -585,18 +589,22 @@ impl Net {
     /// Shapes every layer's tops again, after input blobs changed shape.
     pub fn reshape(&mut self) -> Result<()> {
         for index in 0..self.slots.len() {
-            let result = {
-                let slot = &mut self.slots[index];
-                let (before, after) = self.blobs.split_at_mut(slot.first_top);
-                let bottoms: SmallVec<[&Blob; 4]> =
-                    slot.bottoms.iter().map(|&b| &before[b]).collect();
-                let mut tops: SmallVec<[&mut Blob; 4]> =
-                    after[..slot.top_count].iter_mut().collect();
-                slot.layer.reshape(&bottoms, &mut tops)
-            };
-            result.map_err(|e| self.slot_error(index, e))?;
+            self.reshape_layer(index)?;
         }
         Ok(())
+    }
+
+    /// Reshapes layer `index` for its bottoms as they are now.
+    fn reshape_layer(&mut self, index: usize) -> Result<()> {
+        let result = {
+            let slot = &mut self.slots[index];
+            let (before, after) = self.blobs.split_at_mut(slot.first_top);
+            let bottoms: SmallVec<[&Blob; 4]> = slot.bottoms.iter().map(|&b| &before[b]).collect();
+            let mut tops: SmallVec<[&mut Blob; 4]> = after[..slot.top_count].iter_mut().collect();
+            slot.reshaped_for = bottoms.iter().map(|b| b.shape().to_vec()).collect();
+            slot.layer.reshape(&bottoms, &mut tops)
+        };
+        result.map_err(|e| self.slot_error(index, e))
     }
 
     /// Runs every layer forward; returns the total loss, Σ loss_weight · Σ top values.
@@ -893,6 +901,15 @@ impl Net {
     /// Runs layer `index` forward alone, on whatever its bottoms hold; returns its weighted loss. The layers
     /// before it must have run. Unlike [`Net::forward`] it does not refresh shared params first.
     pub fn forward_layer(&mut self, index: usize) -> Result<f32> {
+        let slot = &self.slots[index];
+        let changed = slot
+            .bottoms
+            .iter()
+            .zip(&slot.reshaped_for)
+            .any(|(&b, shape)| self.blobs[b].shape() != &shape[..]);
+        if changed {
+            self.reshape_layer(index)?;
+        }
         let result = {
             let slot = &mut self.slots[index];
             let (before, after) = self.blobs.split_at_mut(slot.first_top);

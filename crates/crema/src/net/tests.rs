@@ -114,6 +114,28 @@ fn unknown_layer_type_is_named_at_construction() {
 }
 
 #[test]
+fn layers_left_out_on_purpose_are_named_as_such() {
+    for (type_name, expected) in [
+        (
+            "LSTM",
+            "crema does not implement the recurrent layers LSTM and RNN",
+        ),
+        (
+            "RNN",
+            "crema does not implement the recurrent layers LSTM and RNN",
+        ),
+        ("WindowData", "crema does not implement WindowData"),
+    ] {
+        let text = format!("layer {{ name: 'l' type: '{type_name}' top: 'x' }}");
+        let err = net(&text, Phase::Train, &[]).err().unwrap().to_string();
+        assert!(
+            err.contains(&format!("layer \"l\" ({type_name}): {expected}")),
+            "{err}"
+        );
+    }
+}
+
+#[test]
 fn wrong_number_of_loss_weights_is_an_error() {
     let err = net(
         "layer { name: 'd' type: 'Input' top: 'a' top: 'b' input_param { shape { dim: 2 } } } \
@@ -181,4 +203,40 @@ fn a_layer_cannot_share_a_param_with_itself() {
     .unwrap()
     .to_string();
     assert!(err.contains("names param \"w\" twice"), "{err}");
+}
+
+#[test]
+fn layers_after_a_filter_follow_the_number_of_items_it_keeps() {
+    // The selector keeps items 0 and 2 of 4 this pass; the Split and InnerProduct after the Filter reshape to
+    // 2 items before they run, as Caffe reshapes every layer before every forward.
+    let mut net = net(
+        r#"
+layer { name: "x" type: "Input" top: "x" input_param { shape { dim: 4 dim: 3 } } }
+layer { name: "keep" type: "Input" top: "keep" input_param { shape { dim: 4 } } }
+layer { name: "f" type: "Filter" bottom: "x" bottom: "keep" top: "kept" }
+layer { name: "ip" type: "InnerProduct" bottom: "kept" top: "y"
+  inner_product_param { num_output: 2 weight_filler { type: "constant" value: 1 } } }
+layer { name: "also" type: "Power" bottom: "kept" top: "z" }
+"#,
+        Phase::Test,
+        &[],
+    )
+    .unwrap();
+    let x: Vec<f32> = (0..12).map(|v| v as f32).collect();
+    net.blob_mut("x").unwrap().data_mut().copy_from_slice(&x);
+    net.blob_mut("keep")
+        .unwrap()
+        .data_mut()
+        .copy_from_slice(&[1.0, 0.0, 1.0, 0.0]);
+    net.forward().unwrap();
+    assert_eq!(net.blob("y").unwrap().shape(), [2, 2]);
+    // Rows 0 (0+1+2) and 2 (6+7+8) summed by all-ones weights.
+    assert_eq!(net.blob("y").unwrap().data(), [3.0, 3.0, 21.0, 21.0]);
+    assert_eq!(net.blob("z").unwrap().shape(), [2, 3]);
+    net.blob_mut("keep")
+        .unwrap()
+        .data_mut()
+        .copy_from_slice(&[1.0, 1.0, 1.0, 0.0]);
+    net.forward().unwrap();
+    assert_eq!(net.blob("y").unwrap().shape(), [3, 2]);
 }
