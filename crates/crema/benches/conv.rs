@@ -3,7 +3,7 @@
 //! Run with `cargo bench -p crema --bench conv`.
 
 use crema::layers::convolution;
-use crema::math::conv::{im2row_batch, ConvShape};
+use crema::math::conv::{im2col, ConvShape};
 use crema::math::{matmul, MatMut, MatRef};
 use crema::proto::caffe::Phase;
 use crema::proto::LayerParameter;
@@ -64,20 +64,20 @@ fn bench(c: &mut Criterion) {
         .unwrap();
         let x = uniform_blob(&case.input, -1.0, 1.0, 1);
         let (positions, patch) = (shape.positions(), shape.patch_len());
-        let mut rows = vec![0.0f32; n * positions * patch];
-        group.bench_function(format!("{}/im2row", case.label), |b| {
-            b.iter(|| im2row_batch(&shape, x.data(), &mut rows))
+        let mut cols = vec![0.0f32; n * positions * patch];
+        group.bench_function(format!("{}/im2col", case.label), |b| {
+            b.iter(|| im2col(&shape, x.data(), n, &mut cols))
         });
         let weights = uniform_blob(&[case.num_output, patch], -1.0, 1.0, 2);
         let mut out = vec![0.0f32; case.num_output * n * positions];
         group.bench_function(format!("{}/matmul", case.label), |b| {
             b.iter(|| {
-                let rows = MatRef::new(&rows, n * positions, patch);
+                let cols = MatRef::new(&cols, patch, n * positions);
                 let w = MatRef::new(weights.data(), case.num_output, patch);
                 matmul(
                     MatMut::new(&mut out, case.num_output, n * positions),
                     w,
-                    rows.t(),
+                    cols,
                     1.0,
                     0.0,
                 );

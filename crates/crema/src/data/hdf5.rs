@@ -251,7 +251,7 @@ impl Hdf5Source {
             let mut order: Vec<usize> = (0..source.files.len()).collect();
             order.shuffle(&mut source.position.rng);
             source.position.file_order = order;
-            source.position.row_order = source.new_row_order();
+            source.position.row_order = source.new_row_order()?;
         }
         source.load_current()?;
         Ok(source)
@@ -389,7 +389,7 @@ impl Hdf5Source {
             filled += take;
             self.position.row += take;
             if self.position.row == rows {
-                self.next_file();
+                self.next_file()?;
             }
         }
         Ok(())
@@ -408,7 +408,7 @@ impl Hdf5Source {
     }
 
     /// Moves to the first row of the next file, wrapping around (and reshuffling the files) after the last.
-    fn next_file(&mut self) {
+    fn next_file(&mut self) -> Result<()> {
         let position = &mut self.position;
         position.row = 0;
         position.file += 1;
@@ -421,17 +421,21 @@ impl Hdf5Source {
                 position.file_order.shuffle(&mut position.rng);
             }
         }
-        self.position.row_order = self.new_row_order();
+        self.position.row_order = self.new_row_order()?;
+        Ok(())
     }
 
     /// The row order for entering the current file: shuffled with `shuffle`, else the natural one (empty).
-    fn new_row_order(&mut self) -> Vec<usize> {
+    fn new_row_order(&mut self) -> Result<Vec<usize>> {
         if !self.shuffle {
-            return Vec::new();
+            return Ok(Vec::new());
         }
-        let mut order: Vec<usize> = (0..self.files[self.position.list_index()].rows).collect();
+        let listed = &self.files[self.position.list_index()];
+        let mut order = crate::memory::collect(0..listed.rows, listed.rows, || {
+            format!("the shuffled row order of {}", listed.path.display())
+        })?;
         order.shuffle(&mut self.position.rng);
-        order
+        Ok(order)
     }
 
     /// Reads the current file unless it is the one in memory (dropping that one first).
@@ -581,7 +585,8 @@ fn scan(path: &Path, names: &[String]) -> Result<(usize, Vec<Vec<usize>>)> {
     let mut rows = 0;
     let mut shapes = Vec::with_capacity(names.len());
     for (i, name) in names.iter().enumerate() {
-        let (_, dims) = find_dataset(&file, path, name)?;
+        let (dataset, dims) = find_dataset(&file, path, name)?;
+        check_extent(&dataset, path, name)?;
         if i == 0 {
             rows = dims[0];
             if rows == 0 {
@@ -716,16 +721,14 @@ fn unsupported_kind(dtype: &Datatype) -> Option<String> {
 /// expands at most about 1032 times; anything claiming more was not written by a compressor.
 const MAX_EXPANSION: u64 = 1100;
 
-/// All values of dataset `name` of the file at `path`, converted to f32 (in C order).
-///
-/// The declared extent is checked against what the file can hold before anything is allocated: a contiguous or
-/// compact dataset's bytes must fit in the file, a chunked one's within [`MAX_EXPANSION`] times the file. The
-/// buffers are allocated fallibly, and chunks decode into them (each chunk bounded by the reader's chunk limit).
-fn read_f32(dataset: &Dataset, path: &Path, name: &str) -> Result<Vec<f32>> {
+/// The values a dataset declares and the bytes of each, checked against what its file can hold: a contiguous
+/// or compact dataset's bytes must fit in the file, a chunked one's within [`MAX_EXPANSION`] times the file.
+/// Every size taken from a dataset's header goes through this before anything is allocated for it.
+fn check_extent(dataset: &Dataset, path: &Path, name: &str) -> Result<(usize, usize)> {
     let at = || format!("{}: dataset \"{name}\"", path.display());
     let h5 = |e: H5Error| {
         Hdf5Error(format!(
-            "{}: cannot read the values: {}",
+            "{}: cannot read its header: {}",
             at(),
             root_cause(&e)
         ))
@@ -758,6 +761,24 @@ fn read_f32(dataset: &Dataset, path: &Path, name: &str) -> Result<Vec<f32>> {
             crate::memory::describe_bytes(bytes)
         ));
     }
+    Ok((count, item))
+}
+
+/// All values of dataset `name` of the file at `path`, converted to f32 (in C order).
+///
+/// The declared extent is checked against what the file can hold before anything is allocated: a contiguous or
+/// compact dataset's bytes must fit in the file, a chunked one's within [`MAX_EXPANSION`] times the file. The
+/// buffers are allocated fallibly, and chunks decode into them (each chunk bounded by the reader's chunk limit).
+fn read_f32(dataset: &Dataset, path: &Path, name: &str) -> Result<Vec<f32>> {
+    let at = || format!("{}: dataset \"{name}\"", path.display());
+    let h5 = |e: H5Error| {
+        Hdf5Error(format!(
+            "{}: cannot read the values: {}",
+            at(),
+            root_cause(&e)
+        ))
+    };
+    let (count, item) = check_extent(dataset, path, name)?;
     let what = || format!("the values of {}", at());
     if matches!(dataset.dtype(), Datatype::FloatingPoint { size: 4, .. }) {
         let mut values = crate::memory::zeroed::<f32>(count, what)?;

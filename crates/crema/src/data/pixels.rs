@@ -30,6 +30,10 @@ use crate::error::{Error, Result};
 /// The most bytes of pixels an image may hold (after decoding), and the decoders' memory limit.
 pub const MAX_IMAGE_BYTES: usize = 512 * 1024 * 1024;
 
+/// The most pixels an image may have on one side after resizing (JPEG's own limit): resizing buffers grow
+/// with each side, whatever the image's total size.
+pub const MAX_SIDE: usize = 65_535;
+
 /// How to decode an image: as colour, as grey, or as stored. See the module documentation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ColorMode {
@@ -119,6 +123,11 @@ impl Image {
         if height == 0 || width == 0 {
             return Err(format!(
                 "cannot resize to {height} × {width}: both sizes must be positive"
+            ));
+        }
+        if height > MAX_SIDE || width > MAX_SIDE {
+            return Err(format!(
+                "cannot resize to {height} × {width}: at most {MAX_SIDE} pixels a side (JPEG's limit)"
             ));
         }
         if (height, width) == (self.height, self.width) {
@@ -561,6 +570,8 @@ pub(crate) mod tests {
         }
         assert_eq!(image.resize(2, 2).unwrap(), image);
         assert!(image.resize(0, 2).is_err());
+        let err = image.resize(1, 178_956_970).unwrap_err();
+        assert!(err.contains("at most 65535 pixels a side"), "{err}");
     }
 
     #[test]

@@ -10,10 +10,10 @@
 //! Learnable blobs: the weights, `num_output × channels/group × kernel...` (Deconvolution:
 //! `channels × num_output/group × kernel...`), and the bias of `num_output` when `bias_term`.
 //!
-//! How it runs: the patches of every image are gathered as the rows of one `(N·S) × K` matrix
-//! (`math::conv::im2row`, images in parallel), and forward and backward are each one or two large matrix
-//! products per group on strided views of it, split across cores by the matrix product: the output, the weight
-//! gradient and the patch gradient (summed back into images by `row2im`). Deconvolution runs the same products
+//! How it runs: the patches of every image are gathered as one `K × (N·S)` matrix (`math::conv::im2col`, rows
+//! in parallel), and forward and backward are each one or two large matrix products per group on views of it,
+//! split across cores by the matrix product: the output, the weight gradient and the patch gradient (summed
+//! back into images by `col2im`). Deconvolution runs the same products
 //! the other way round (its forward is a convolution's input gradient).
 
 use crema_proto::caffe::ConvolutionParameter;
@@ -44,8 +44,8 @@ pub struct Convolution {
     /// convolution it is the transpose of).
     num: usize,
     shape: Option<ConvShape>,
-    /// `(num·positions) × patch_len`: the patches of the convolution input (or their gradient).
-    rows: Vec<f32>,
+    /// `patch_len × (num·positions)`: the patches of the convolution input (or their gradient).
+    cols: Vec<f32>,
     /// Channel-major values: the convolution output (or its gradient), `outputs × (num·positions)`.
     channel_major: Vec<f32>,
     blobs: Vec<Blob>,
@@ -94,7 +94,7 @@ pub(crate) fn create_either(
         dilation: Dims::new(),
         num: 0,
         shape: None,
-        rows: Vec::new(),
+        cols: Vec::new(),
         channel_major: Vec::new(),
         blobs: Vec::new(),
         rng: ctx.rng.clone(),
@@ -103,7 +103,7 @@ pub(crate) fn create_either(
 
 /// One value per spatial axis from a repeated field (one value for all, or one each; `default` when empty) or
 /// from its `_h`/`_w` pair; errors name the field.
-fn per_axis(
+pub(crate) fn per_axis(
     name: &str,
     values: &[u32],
     hw: (Option<u32>, Option<u32>),
@@ -158,9 +158,6 @@ impl Convolution {
         }
     }
 
-    fn weights_and_bias(&self) -> (&[f32], Option<&[f32]>) {
-        (self.blobs[0].data(), self.blobs.get(1).map(Blob::data))
-    }
 }
 
 impl Layer for Convolution {
@@ -290,10 +287,10 @@ impl Layer for Convolution {
         top_shape.extend_from_slice(top_spatial);
         top[0].reshape(&top_shape)?;
 
-        let rows = self.num * shape.positions() * shape.patch_len();
+        let cols = self.num * shape.positions() * shape.patch_len();
         let (_, conv_out) = self.conv_channels();
         let channel_major = self.num * shape.positions() * conv_out;
-        memory::resize(&mut self.rows, rows, 0.0, || {
+        memory::resize(&mut self.cols, cols, 0.0, || {
             "the convolution patches".into()
         })?;
         memory::resize(&mut self.channel_major, channel_major, 0.0, || {
@@ -311,48 +308,29 @@ impl Layer for Convolution {
         let (_, conv_out) = self.conv_channels();
         let (positions, patch) = (shape.positions(), shape.patch_len());
         let (kg, mg) = (patch / g, conv_out / g);
-        let cols = n * positions;
-        let weights = self.blobs[0].data();
-        let w = MatRef::new(weights, conv_out, kg);
+        let width = n * positions;
+        let w = MatRef::new(self.blobs[0].data(), conv_out, kg);
         if !self.transposed {
-            // rows = patches of x; O (conv_out × N·S) = W_g · rows_gᵀ per group; y = O image-major + bias.
-            conv::im2row_batch(shape, bottom[0].data(), &mut self.rows);
-            let rows = MatRef::new(&self.rows, cols, patch);
+            // cols = patches of x; O (conv_out × N·S) = W_g · cols_g per group; y = O image-major.
+            conv::im2col(shape, bottom[0].data(), n, &mut self.cols);
+            let cols = MatRef::new(&self.cols, patch, width);
             for group in 0..g {
-                let out = MatMut::new(&mut self.channel_major, conv_out, cols).rows(group * mg, mg);
-                matmul(
-                    out,
-                    w.rows(group * mg, mg),
-                    rows.columns(group * kg, kg).t(),
-                    1.0,
-                    0.0,
-                );
+                let out = MatMut::new(&mut self.channel_major, conv_out, width).rows(group * mg, mg);
+                matmul(out, w.rows(group * mg, mg), cols.rows(group * kg, kg), 1.0, 0.0);
             }
             let y = top[0].data_mut();
             conv::from_channel_major(&self.channel_major, n, conv_out, positions, y, false);
         } else {
-            // X (conv_out × N·S) channel-major; rows_g = X_gᵀ · W_g; y = row2im(rows) + bias.
-            conv::to_channel_major(
-                bottom[0].data(),
-                n,
-                conv_out,
-                positions,
-                &mut self.channel_major,
-            );
-            let x = MatRef::new(&self.channel_major, conv_out, cols);
+            // X (conv_out × N·S) channel-major; cols_g = W_gᵀ · X_g; y = col2im(cols).
+            conv::to_channel_major(bottom[0].data(), n, conv_out, positions, &mut self.channel_major);
+            let x = MatRef::new(&self.channel_major, conv_out, width);
             for group in 0..g {
-                let out = MatMut::new(&mut self.rows, cols, patch).columns(group * kg, kg);
-                matmul(
-                    out,
-                    x.rows(group * mg, mg).t(),
-                    w.rows(group * mg, mg),
-                    1.0,
-                    0.0,
-                );
+                let out = MatMut::new(&mut self.cols, patch, width).rows(group * kg, kg);
+                matmul(out, w.rows(group * mg, mg).t(), x.rows(group * mg, mg), 1.0, 0.0);
             }
-            conv::row2im_batch(shape, &self.rows, top[0].data_mut());
+            conv::col2im(shape, &self.cols, n, top[0].data_mut());
         }
-        if let (_, Some(bias)) = self.weights_and_bias() {
+        if let Some(bias) = self.blobs.get(1).map(Blob::data) {
             let plane = top[0].count() / (n * self.num_output).max(1);
             for image in top[0].data_mut().chunks_exact_mut(self.num_output * plane) {
                 for (channel, &b) in image.chunks_exact_mut(plane).zip(bias) {
@@ -376,7 +354,7 @@ impl Layer for Convolution {
         let (_, conv_out) = self.conv_channels();
         let (positions, patch) = (shape.positions(), shape.patch_len());
         let (kg, mg) = (patch / g, conv_out / g);
-        let cols = n * positions;
+        let width = n * positions;
         let dy = top[0].diff();
         if self.blobs.len() > 1 {
             let plane = top[0].count() / (n * self.num_output).max(1);
@@ -390,63 +368,38 @@ impl Layer for Convolution {
         let (weights, dweights) = self.blobs[0].data_and_diff_mut();
         let w = MatRef::new(weights, conv_out, kg);
         if !self.transposed {
-            // D = dy channel-major; dW_g += D_g · rows_g; drows_g = D_gᵀ · W_g; dx = row2im(drows).
+            // D = dy channel-major; dW_g += D_g · cols_gᵀ; dcols_g = W_gᵀ · D_g; dx = col2im(dcols).
             conv::to_channel_major(dy, n, conv_out, positions, &mut self.channel_major);
-            let d = MatRef::new(&self.channel_major, conv_out, cols);
+            let d = MatRef::new(&self.channel_major, conv_out, width);
             {
-                let rows = MatRef::new(&self.rows, cols, patch);
+                let cols = MatRef::new(&self.cols, patch, width);
                 for group in 0..g {
                     let dw = MatMut::new(dweights, conv_out, kg).rows(group * mg, mg);
-                    matmul(
-                        dw,
-                        d.rows(group * mg, mg),
-                        rows.columns(group * kg, kg),
-                        1.0,
-                        1.0,
-                    );
+                    matmul(dw, d.rows(group * mg, mg), cols.rows(group * kg, kg).t(), 1.0, 1.0);
                 }
             }
             if propagate_down[0] {
                 for group in 0..g {
-                    let drows = MatMut::new(&mut self.rows, cols, patch).columns(group * kg, kg);
-                    matmul(
-                        drows,
-                        d.rows(group * mg, mg).t(),
-                        w.rows(group * mg, mg),
-                        1.0,
-                        0.0,
-                    );
+                    let dcols = MatMut::new(&mut self.cols, patch, width).rows(group * kg, kg);
+                    matmul(dcols, w.rows(group * mg, mg).t(), d.rows(group * mg, mg), 1.0, 0.0);
                 }
-                conv::row2im_batch(shape, &self.rows, bottom[0].diff_mut());
+                conv::col2im(shape, &self.cols, n, bottom[0].diff_mut());
             }
         } else {
-            // drows = patches of dy; dW_g += X_g · drows_g; dX_g = W_g · drows_gᵀ; dx = dX image-major.
-            conv::im2row_batch(shape, dy, &mut self.rows);
-            let drows = MatRef::new(&self.rows, cols, patch);
+            // dcols = patches of dy; dW_g += X_g · dcols_gᵀ; dX_g = W_g · dcols_g; dx = dX image-major.
+            conv::im2col(shape, dy, n, &mut self.cols);
+            let dcols = MatRef::new(&self.cols, patch, width);
             {
-                let x = MatRef::new(&self.channel_major, conv_out, cols);
+                let x = MatRef::new(&self.channel_major, conv_out, width);
                 for group in 0..g {
                     let dw = MatMut::new(dweights, conv_out, kg).rows(group * mg, mg);
-                    matmul(
-                        dw,
-                        x.rows(group * mg, mg),
-                        drows.columns(group * kg, kg),
-                        1.0,
-                        1.0,
-                    );
+                    matmul(dw, x.rows(group * mg, mg), dcols.rows(group * kg, kg).t(), 1.0, 1.0);
                 }
             }
             if propagate_down[0] {
                 for group in 0..g {
-                    let dx =
-                        MatMut::new(&mut self.channel_major, conv_out, cols).rows(group * mg, mg);
-                    matmul(
-                        dx,
-                        w.rows(group * mg, mg),
-                        drows.columns(group * kg, kg).t(),
-                        1.0,
-                        0.0,
-                    );
+                    let dx = MatMut::new(&mut self.channel_major, conv_out, width).rows(group * mg, mg);
+                    matmul(dx, w.rows(group * mg, mg), dcols.rows(group * kg, kg), 1.0, 0.0);
                 }
                 let dx = bottom[0].diff_mut();
                 conv::from_channel_major(&self.channel_major, n, conv_out, positions, dx, false);

@@ -1,7 +1,7 @@
 //! Input: declares blobs the net fills from outside (`y = whatever the caller puts there`).
 //!
-//! Parameters: `input_param { shape }`, one shape for every top, or one per top, or none (then the tops keep
-//! the shape the caller gives them). The tops are shaped once, in setup; reshape and forward do nothing, so a
+//! Parameters: `input_param { shape }`, one shape for every top, or one per top, or none (then the tops are
+//! empty, shape [0], until the caller gives them data). The tops are shaped once, in setup; reshape and forward do nothing, so a
 //! caller may reshape an input blob between passes. No gradient.
 
 use crema_proto::BlobShape;
@@ -76,10 +76,15 @@ impl Layer for Input {
                 top.len()
             )));
         }
-        if n > 0 {
-            for (i, t) in top.iter_mut().enumerate() {
-                t.reshape(&self.shapes[if n == 1 { 0 } else { i }])?;
-            }
+        for (i, t) in top.iter_mut().enumerate() {
+            // Without a shape the top is empty (shape [0]) until it is given data (`crema forward --input`), as
+            // pycaffe users reshape such inputs themselves.
+            let shape = match n {
+                0 => &[0][..],
+                1 => &self.shapes[0],
+                _ => &self.shapes[i],
+            };
+            t.reshape(shape)?;
         }
         Ok(())
     }
@@ -128,10 +133,10 @@ mod tests {
         assert_eq!(a.shape(), [5, 1]);
         assert_eq!(a.data()[4], 7.0);
 
-        // No shape at all: tops are not touched.
+        // No shape at all: the top is empty until given data (a shape [] would claim one value).
         let mut l = layer("name: \"x\"").unwrap();
         l.setup(&[], &mut [&mut a]).unwrap();
-        assert_eq!(a.shape(), [5, 1]);
+        assert_eq!((a.shape(), a.count()), (&[0][..], 0));
     }
 
     #[test]

@@ -220,6 +220,32 @@ impl Layer for Pooling {
             })
         };
         self.output = (axis(0, "height")?, axis(1, "width")?);
+        // With ceil rounding and no padding, a stride longer than the kernel can leave the last window past the
+        // input (Caffe then reads out of bounds); refuse it.
+        for (what, out, stride, pad, input) in [
+            (
+                "height",
+                self.output.0,
+                self.stride.0,
+                self.pad.0,
+                self.input.0,
+            ),
+            (
+                "width",
+                self.output.1,
+                self.stride.1,
+                self.pad.1,
+                self.input.1,
+            ),
+        ] {
+            if (out - 1) * stride >= input + pad {
+                return Err(LayerError::new(format!(
+                    "pooling_param.stride: the last window along the {what} would start at {} past a bottom of \
+                     {input} (stride {stride}, ceil rounding); use round_mode: FLOOR or a shorter stride",
+                    (out - 1) * stride - pad
+                )));
+            }
+        }
         let shape = [s[0], s[1], self.output.0, self.output.1];
         top[0].reshape(&shape)?;
         if let Some(mask) = top.get_mut(1) {
@@ -587,6 +613,16 @@ mod tests {
             .unwrap_err()
             .0;
         assert!(err.contains("larger than the bottom's height 3"), "{err}");
+        let mut layer = make("kernel_size: 3 stride: 1000000", Phase::Test).unwrap();
+        let x = Blob::new(&[1, 1, 8, 8]).unwrap();
+        let err = layer
+            .reshape(&[&x], &mut [&mut Blob::default()])
+            .unwrap_err()
+            .0;
+        assert!(
+            err.contains("would start at 1000000 past a bottom of 8"),
+            "{err}"
+        );
         let x = Blob::new(&[2, 3]).unwrap();
         let err = layer
             .reshape(&[&x], &mut [&mut Blob::default()])

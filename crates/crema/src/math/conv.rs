@@ -1,11 +1,12 @@
-//! Convolution kernels: gathering each output position's input patch into a row (`im2row`), its adjoint
-//! (`row2im`, which sums rows back into an image), and moving values between image-major and channel-major
-//! layouts, for any number of spatial axes with padding, stride and dilation.
+//! Convolution kernels: gathering input patches into columns (`im2col`), its adjoint (`col2im`, which sums
+//! columns back into images), and moving values between image-major and channel-major layouts, for any number
+//! of spatial axes with padding, stride and dilation.
 //!
-//! A convolution over a batch is then three large matrix products (see `layers::convolution`): the patches of
-//! all images stacked as one `(N·S) × K` matrix (S output positions per image, K = channels × kernel size per
-//! patch), multiplied by the weights. Rows are per position, so each image's patches are one contiguous block
-//! and the images are gathered in parallel, each thread writing its own block.
+//! A convolution over a batch is then a few large matrix products (see `layers::convolution`): the patches of
+//! all images as one `K × (N·S)` matrix (K = channels × kernel size per patch, S output positions per image,
+//! the images side by side), multiplied by the `M × K` weights. Each row of that matrix is one (channel,
+//! kernel offset) for every position of every image: for stride-1 kernels a row is made of long runs copied
+//! from image rows, and rows are filled in parallel, each thread writing its own.
 
 use rayon::prelude::*;
 use smallvec::SmallVec;
@@ -115,57 +116,29 @@ impl ConvShape {
     }
 }
 
-/// Walks every patch value of `shape`, calling `visit(row_offset, input_offset)`: the offset into the
-/// `positions × patch_len` rows, and the offset into the image the value comes from (None in the padding).
-///
-/// Rows are visited in order and each row from its first value to its last, so the writes of `im2row` (and the
-/// reads of `row2im`) stream through memory while the image, far smaller, stays in cache.
+/// For row `k` of the patch matrix of one image (channel `k / kernel size`, kernel offset `k % kernel size`),
+/// calls `visit(position, input_offset)` for every output position: the offset into the image the value comes
+/// from, None in the padding. The general path, for any number of spatial axes.
 #[inline(always)]
-fn walk(shape: &ConvShape, mut visit: impl FnMut(usize, Option<usize>)) {
+fn walk_row(shape: &ConvShape, k: usize, mut visit: impl FnMut(usize, Option<usize>)) {
     let axes = shape.input.len();
-    let last = axes - 1;
-    let patch = shape.patch_len();
-    let kernel_inner: usize = shape.kernel[..last].iter().product();
-    let k_last = shape.kernel[last];
-    let (in_last, s_last, p_last, d_last) = (
-        shape.input[last] as isize,
-        shape.stride[last] as isize,
-        shape.pad[last] as isize,
-        shape.dilation[last] as isize,
-    );
-    // Strides of the image's spatial axes.
-    let mut image_strides: Dims = smallvec::smallvec![1; axes];
-    for a in (0..last).rev() {
-        image_strides[a] = image_strides[a + 1] * shape.input[a + 1];
-    }
-    let plane: usize = shape.input.iter().product();
+    let kernel_len: usize = shape.kernel.iter().product();
+    let (c, offset) = (k / kernel_len, k % kernel_len);
     let mut k_index: Dims = smallvec::smallvec![0; axes];
     let mut o_index: Dims = smallvec::smallvec![0; axes];
+    unravel(offset, &shape.kernel, &mut k_index);
+    let plane: usize = shape.input.iter().product();
     for position in 0..shape.positions() {
         unravel(position, &shape.output, &mut o_index);
-        let row = position * patch;
-        let start = o_index[last] as isize * s_last - p_last;
-        for kernel_pre in 0..kernel_inner {
-            unravel(kernel_pre, &shape.kernel[..last], &mut k_index[..last]);
-            // The offset within a plane on the axes before the last; None when one is in the padding.
-            let mut base = Some(0);
-            for a in 0..last {
-                let i = (o_index[a] * shape.stride[a] + k_index[a] * shape.dilation[a]) as isize
-                    - shape.pad[a] as isize;
-                base = base
-                    .filter(|_| i >= 0 && (i as usize) < shape.input[a])
-                    .map(|b| b + i as usize * image_strides[a]);
-            }
-            for c in 0..shape.channels {
-                let column = (c * kernel_inner + kernel_pre) * k_last;
-                let base = base.map(|b| b + c * plane);
-                for kx in 0..k_last {
-                    let ix = start + kx as isize * d_last;
-                    let at = base.filter(|_| ix >= 0 && ix < in_last);
-                    visit(row + column + kx, at.map(|b| b + ix as usize));
-                }
-            }
+        let mut at = Some(0);
+        for a in 0..axes {
+            let i = (o_index[a] * shape.stride[a] + k_index[a] * shape.dilation[a]) as isize
+                - shape.pad[a] as isize;
+            at = at
+                .filter(|_| i >= 0 && (i as usize) < shape.input[a])
+                .map(|at| at * shape.input[a] + i as usize);
         }
+        visit(position, at.map(|at| c * plane + at));
     }
 }
 
@@ -178,143 +151,106 @@ fn unravel(mut index: usize, dims: &[usize], out: &mut [usize]) {
     }
 }
 
-/// Writes the patch of every output position of `image` as one row of `rows` (`positions × patch_len`),
-/// zeros where the patch lies in the padding.
-pub fn im2row(shape: &ConvShape, image: &[f32], rows: &mut [f32]) {
-    assert!(
-        image.len() >= shape.image_len() && rows.len() >= shape.positions() * shape.patch_len()
-    );
-    match shape.input.len() {
-        0 => rows[..shape.channels].copy_from_slice(&image[..shape.channels]),
-        2 => rows_2d(shape, image, rows),
-        _ => walk(shape, |row, at| rows[row] = at.map_or(0.0, |at| image[at])),
-    }
-}
-
-/// The adjoint of [`im2row`]: `image` (overwritten) receives the sum, over all patches, of each row value at
-/// the input value it was gathered from.
-pub fn row2im(shape: &ConvShape, rows: &[f32], image: &mut [f32]) {
-    assert!(
-        image.len() >= shape.image_len() && rows.len() >= shape.positions() * shape.patch_len()
-    );
-    image[..shape.image_len()].fill(0.0);
-    match shape.input.len() {
-        0 => image[..shape.channels].copy_from_slice(&rows[..shape.channels]),
-        2 => image_2d(shape, rows, image),
-        _ => walk(shape, |row, at| {
-            if let Some(at) = at {
-                image[at] += rows[row];
-            }
-        }),
-    }
-}
-
-/// For two spatial axes, the common case: each output position's patch row and, per kernel row, the kernel
-/// columns `first..end` that fall inside the image row `iy` (None when the kernel row is in the padding), for
-/// `visit(row, channel, ky, iy, x, first, end)` where `x` is the image column of kernel column `first`.
+/// For two spatial axes, the common case: row `k` = (channel, ky, kx) of the patch matrix of one image as runs,
+/// one per output row `oy`: `visit(oy, line, first, end, x)` where `line` is the offset of the image row read
+/// (None when it is in the padding), output columns `first..end` read it (the others are in the padding), and
+/// `x` is the image column that output column `first` reads (then every `stride` columns).
 #[inline(always)]
-fn walk_2d(
-    shape: &ConvShape,
-    mut visit: impl FnMut(usize, usize, usize, Option<usize>, usize, usize, usize),
-) {
-    let (h, w) = (shape.input[0] as isize, shape.input[1] as isize);
+fn row_runs_2d(shape: &ConvShape, k: usize, mut visit: impl FnMut(usize, Option<usize>, usize, usize, usize)) {
+    let (h, w) = (shape.input[0], shape.input[1]);
     let (oh, ow) = (shape.output[0], shape.output[1]);
-    let kh = shape.kernel[0];
-    let kw = shape.kernel[1];
+    let (kh, kw) = (shape.kernel[0], shape.kernel[1]);
     let (sh, sw) = (shape.stride[0], shape.stride[1]);
-    let (ph, pw) = (shape.pad[0] as isize, shape.pad[1] as isize);
+    let (ph, pw) = (shape.pad[0], shape.pad[1]);
     let (dh, dw) = (shape.dilation[0], shape.dilation[1]);
+    let (c, ky, kx) = (k / (kh * kw), (k / kw) % kh, k % kw);
+    // Output column ox reads image column ox·sw + kx·dw − pw: inside for ox in first..end.
+    let shift = kx * dw;
+    let first = pw.saturating_sub(shift).div_ceil(sw).min(ow);
+    let end = if w + pw > shift { (w + pw - shift).div_ceil(sw).min(ow) } else { 0 }.max(first);
+    let x = (first * sw + shift).saturating_sub(pw);
     for oy in 0..oh {
-        for ox in 0..ow {
-            let position = oy * ow + ox;
-            let x0 = (ox * sw) as isize - pw;
-            // The kernel columns inside the image: first..end.
-            let first = if x0 >= 0 {
-                0
-            } else {
-                ((-x0) as usize).div_ceil(dw)
-            };
-            let end = if x0 >= w {
-                0
-            } else {
-                (((w - 1 - x0) as usize) / dw + 1).min(kw)
-            };
-            let x = (x0 + (first * dw) as isize).max(0) as usize;
-            for c in 0..shape.channels {
-                for ky in 0..kh {
-                    let iy = (oy * sh + ky * dh) as isize - ph;
-                    let inside = (iy >= 0 && iy < h && first < end).then_some(iy as usize);
-                    visit(position, c, ky, inside, x, first, end.max(first));
+        let iy = (oy * sh + ky * dh) as isize - ph as isize;
+        let line = (iy >= 0 && (iy as usize) < h).then(|| (c * h + iy as usize) * w);
+        visit(oy, line, first, end, x);
+    }
+}
+
+/// The patch matrix of `n` images: `cols` (`patch_len × (n·positions)`) receives, for each patch value (row)
+/// and each output position of each image (column), the input value it reads, 0 in the padding. Rows are
+/// filled in parallel.
+pub fn im2col(shape: &ConvShape, images: &[f32], n: usize, cols: &mut [f32]) {
+    let (positions, image_len) = (shape.positions(), shape.image_len());
+    let width = n * positions;
+    assert!(images.len() >= n * image_len && cols.len() >= shape.patch_len() * width);
+    if width == 0 {
+        return;
+    }
+    let (ow, sw) = (shape.output.last().copied().unwrap_or(1), shape.stride.last().copied().unwrap_or(1));
+    cols[..shape.patch_len() * width]
+        .par_chunks_mut(width)
+        .enumerate()
+        .for_each(|(k, row)| {
+            for (image, out) in images.chunks_exact(image_len).zip(row.chunks_exact_mut(positions)) {
+                if shape.input.len() != 2 {
+                    walk_row(shape, k, |p, at| out[p] = at.map_or(0.0, |at| image[at]));
+                    continue;
                 }
+                row_runs_2d(shape, k, |oy, line, first, end, x| {
+                    let out = &mut out[oy * ow..(oy + 1) * ow];
+                    let Some(line) = line else {
+                        out.fill(0.0);
+                        return;
+                    };
+                    out[..first].fill(0.0);
+                    out[end..].fill(0.0);
+                    let line = &image[line..];
+                    if sw == 1 {
+                        out[first..end].copy_from_slice(&line[x..x + end - first]);
+                    } else {
+                        for (o, &v) in out[first..end].iter_mut().zip(line[x..].iter().step_by(sw)) {
+                            *o = v;
+                        }
+                    }
+                });
             }
-        }
-    }
+        });
 }
 
-/// [`im2row`] for two spatial axes: each kernel row of a patch is one copy of a run of an image row (stride-1
-/// kernels), zeros around it.
-fn rows_2d(shape: &ConvShape, image: &[f32], rows: &mut [f32]) {
-    let (w, plane) = (shape.input[1], shape.input[0] * shape.input[1]);
-    let (kh, kw, dw) = (shape.kernel[0], shape.kernel[1], shape.dilation[1]);
-    let patch = shape.patch_len();
-    walk_2d(shape, |position, c, ky, iy, x, first, end| {
-        let at = position * patch + (c * kh + ky) * kw;
-        let out = &mut rows[at..at + kw];
-        let Some(iy) = iy else {
-            out.fill(0.0);
-            return;
-        };
-        let line = &image[c * plane + iy * w..c * plane + (iy + 1) * w];
-        out[..first].fill(0.0);
-        if dw == 1 {
-            out[first..end].copy_from_slice(&line[x..x + end - first]);
-        } else {
-            for (o, &v) in out[first..end].iter_mut().zip(line[x..].iter().step_by(dw)) {
-                *o = v;
-            }
-        }
-        out[end..].fill(0.0);
-    });
-}
-
-/// [`row2im`] for two spatial axes (the image already zeroed), by the same walk as [`rows_2d`].
-fn image_2d(shape: &ConvShape, rows: &[f32], image: &mut [f32]) {
-    let (w, plane) = (shape.input[1], shape.input[0] * shape.input[1]);
-    let (kh, kw, dw) = (shape.kernel[0], shape.kernel[1], shape.dilation[1]);
-    let patch = shape.patch_len();
-    walk_2d(shape, |position, c, ky, iy, x, first, end| {
-        let Some(iy) = iy else { return };
-        let at = position * patch + (c * kh + ky) * kw;
-        let values = &rows[at + first..at + end];
-        let line = &mut image[c * plane + iy * w..c * plane + (iy + 1) * w];
-        for (o, &v) in line[x..].iter_mut().step_by(dw).zip(values) {
-            *o += v;
-        }
-    });
-}
-
-/// [`im2row`] for every image of a batch at once: `images` holds `n` images, `rows` receives their blocks one
-/// after another (`(n·positions) × patch_len`), in parallel.
-pub fn im2row_batch(shape: &ConvShape, images: &[f32], rows: &mut [f32]) {
-    let block = shape.positions() * shape.patch_len();
-    if block == 0 {
+/// The adjoint of [`im2col`]: `images` (`n` of them, overwritten) receive the sum, over all columns, of each
+/// patch value at the input value it was read from. Images are filled in parallel.
+pub fn col2im(shape: &ConvShape, cols: &[f32], n: usize, images: &mut [f32]) {
+    let (positions, image_len) = (shape.positions(), shape.image_len());
+    let width = n * positions;
+    assert!(images.len() >= n * image_len && cols.len() >= shape.patch_len() * width);
+    if width == 0 || image_len == 0 {
         return;
     }
-    rows.par_chunks_mut(block)
-        .zip(images.par_chunks(shape.image_len().max(1)))
-        .for_each(|(rows, image)| im2row(shape, image, rows));
-}
-
-/// [`row2im`] for every image of a batch at once (the images are overwritten), in parallel.
-pub fn row2im_batch(shape: &ConvShape, rows: &[f32], images: &mut [f32]) {
-    let block = shape.positions() * shape.patch_len();
-    if block == 0 || shape.image_len() == 0 {
-        return;
-    }
-    images
-        .par_chunks_mut(shape.image_len())
-        .zip(rows.par_chunks(block))
-        .for_each(|(image, rows)| row2im(shape, rows, image));
+    let (ow, sw) = (shape.output.last().copied().unwrap_or(1), shape.stride.last().copied().unwrap_or(1));
+    images[..n * image_len]
+        .par_chunks_mut(image_len)
+        .enumerate()
+        .for_each(|(i, image)| {
+            image.fill(0.0);
+            for (k, row) in cols.chunks_exact(width).take(shape.patch_len()).enumerate() {
+                let values = &row[i * positions..(i + 1) * positions];
+                if shape.input.len() != 2 {
+                    walk_row(shape, k, |p, at| {
+                        if let Some(at) = at {
+                            image[at] += values[p];
+                        }
+                    });
+                    continue;
+                }
+                row_runs_2d(shape, k, |oy, line, first, end, x| {
+                    let Some(line) = line else { return };
+                    let values = &values[oy * ow + first..oy * ow + end];
+                    for (o, &v) in image[line + x..].iter_mut().step_by(sw).zip(values) {
+                        *o += v;
+                    }
+                });
+            }
+        });
 }
 
 /// `n` blocks of `channels × len` (image-major, as blobs hold them) into `channels × (n·len)` (channel-major:
@@ -368,24 +304,17 @@ pub fn from_channel_major(
 mod tests {
     use super::*;
 
-    fn shape(
-        c: usize,
-        input: &[usize],
-        k: &[usize],
-        s: &[usize],
-        p: &[usize],
-        d: &[usize],
-    ) -> ConvShape {
+    fn shape(c: usize, input: &[usize], k: &[usize], s: &[usize], p: &[usize], d: &[usize]) -> ConvShape {
         ConvShape::new(c, input, k, s, p, d).unwrap()
     }
 
     /// The patch value by definition: image[c][o·s − p + k·d] or 0 outside.
-    fn patch_value(sh: &ConvShape, image: &[f32], position: usize, column: usize) -> f32 {
+    fn patch_value(sh: &ConvShape, image: &[f32], position: usize, row: usize) -> f32 {
         let axes = sh.input.len();
         let mut o = vec![0; axes];
         unravel(position, &sh.output, &mut o);
         let kvol: usize = sh.kernel.iter().product();
-        let (c, kflat) = (column / kvol, column % kvol);
+        let (c, kflat) = (row / kvol, row % kvol);
         let mut k = vec![0; axes];
         unravel(kflat, &sh.kernel, &mut k);
         let mut offset = c;
@@ -399,76 +328,39 @@ mod tests {
         image[offset]
     }
 
-    /// The generic N-D path on any shape, for comparing the 2-D one with it.
-    fn generic_rows(sh: &ConvShape, image: &[f32]) -> Vec<f32> {
-        let mut rows = vec![f32::NAN; sh.positions() * sh.patch_len()];
-        walk(sh, |row, at| rows[row] = at.map_or(0.0, |at| image[at]));
-        rows
-    }
-
-    #[test]
-    fn the_two_dimensional_path_equals_the_general_one() {
-        for sh in [
-            shape(2, &[5, 4], &[3, 3], &[1, 1], &[1, 1], &[1, 1]),
-            shape(3, &[7, 6], &[3, 2], &[2, 1], &[0, 1], &[1, 2]),
-            shape(2, &[6, 7], &[2, 3], &[3, 2], &[1, 2], &[2, 3]),
-            shape(1, &[3, 3], &[3, 3], &[1, 1], &[2, 2], &[1, 1]),
-        ] {
-            let image: Vec<f32> = (0..sh.image_len()).map(|i| i as f32 + 1.0).collect();
-            let mut rows = vec![f32::NAN; sh.positions() * sh.patch_len()];
-            im2row(&sh, &image, &mut rows);
-            assert_eq!(rows, generic_rows(&sh, &image), "{sh:?}");
-        }
-    }
-
+    /// Two images side by side: every column holds its image's patch value, and col2im is im2col's adjoint.
     fn check_against_definition(sh: &ConvShape) {
-        let image: Vec<f32> = (0..sh.image_len()).map(|i| i as f32 + 1.0).collect();
-        let mut rows = vec![f32::NAN; sh.positions() * sh.patch_len()];
-        im2row(sh, &image, &mut rows);
-        for p in 0..sh.positions() {
-            for col in 0..sh.patch_len() {
-                assert_eq!(
-                    rows[p * sh.patch_len() + col],
-                    patch_value(sh, &image, p, col),
-                    "{sh:?} {p} {col}"
-                );
+        let n = 2;
+        let images: Vec<f32> = (0..n * sh.image_len()).map(|i| i as f32 + 1.0).collect();
+        let width = n * sh.positions();
+        let mut cols = vec![f32::NAN; sh.patch_len() * width];
+        im2col(sh, &images, n, &mut cols);
+        for i in 0..n {
+            let image = &images[i * sh.image_len()..(i + 1) * sh.image_len()];
+            for row in 0..sh.patch_len() {
+                for p in 0..sh.positions() {
+                    let got = cols[row * width + i * sh.positions() + p];
+                    assert_eq!(got, patch_value(sh, image, p, row), "{sh:?} image {i} row {row} position {p}");
+                }
             }
         }
-        // row2im is the adjoint: <im2row(x), r> = <x, row2im(r)>.
-        let r: Vec<f32> = (0..rows.len())
-            .map(|i| ((i * 7) % 11) as f32 - 5.0)
-            .collect();
-        let mut back = vec![f32::NAN; sh.image_len()];
-        row2im(sh, &r, &mut back);
-        let lhs: f64 = rows
-            .iter()
-            .zip(&r)
-            .map(|(&a, &b)| f64::from(a) * f64::from(b))
-            .sum();
-        let rhs: f64 = image
-            .iter()
-            .zip(&back)
-            .map(|(&a, &b)| f64::from(a) * f64::from(b))
-            .sum();
-        assert!(
-            (lhs - rhs).abs() < 1e-6 * lhs.abs().max(1.0),
-            "{lhs} vs {rhs}"
-        );
+        // <im2col(x), r> = <x, col2im(r)>.
+        let r: Vec<f32> = (0..cols.len()).map(|i| ((i * 7) % 11) as f32 - 5.0).collect();
+        let mut back = vec![f32::NAN; n * sh.image_len()];
+        col2im(sh, &r, n, &mut back);
+        let lhs: f64 = cols.iter().zip(&r).map(|(&a, &b)| f64::from(a) * f64::from(b)).sum();
+        let rhs: f64 = images.iter().zip(&back).map(|(&a, &b)| f64::from(a) * f64::from(b)).sum();
+        assert!((lhs - rhs).abs() < 1e-6 * lhs.abs().max(1.0), "{lhs} vs {rhs}");
     }
 
     #[test]
     fn patches_follow_the_definition_in_one_two_and_three_dimensions() {
         check_against_definition(&shape(2, &[5, 4], &[3, 3], &[1, 1], &[1, 1], &[1, 1]));
         check_against_definition(&shape(3, &[7, 6], &[3, 2], &[2, 1], &[0, 1], &[1, 2]));
+        check_against_definition(&shape(2, &[6, 7], &[2, 3], &[3, 2], &[1, 2], &[2, 3]));
+        check_against_definition(&shape(1, &[3, 3], &[3, 3], &[1, 1], &[2, 2], &[1, 1]));
         check_against_definition(&shape(1, &[9], &[3], &[2], &[2], &[2]));
-        check_against_definition(&shape(
-            2,
-            &[4, 3, 5],
-            &[2, 3, 2],
-            &[1, 2, 2],
-            &[1, 0, 1],
-            &[1, 1, 2],
-        ));
+        check_against_definition(&shape(2, &[4, 3, 5], &[2, 3, 2], &[1, 2, 2], &[1, 0, 1], &[1, 1, 2]));
     }
 
     #[test]
@@ -478,14 +370,10 @@ mod tests {
         let sh = shape(1, &[8, 8], &[3, 3], &[2, 2], &[1, 1], &[1, 1]);
         assert_eq!(&sh.output[..], [4, 4]);
         let err = ConvShape::new(1, &[4, 4], &[5, 3], &[1, 1], &[0, 0], &[1, 1]).unwrap_err();
-        assert!(
-            err.starts_with("spatial axis 0: the kernel spans 5"),
-            "{err}"
-        );
+        assert!(err.starts_with("spatial axis 0: the kernel spans 5"), "{err}");
         let err = ConvShape::new(1, &[4, 4], &[3, 3], &[1, 0], &[0, 0], &[1, 1]).unwrap_err();
         assert!(err.contains("must all be at least 1"), "{err}");
-        let deconv =
-            ConvShape::with_output(1, &[3, 4], &[4, 4], &[2, 2], &[1, 1], &[1, 1]).unwrap();
+        let deconv = ConvShape::with_output(1, &[3, 4], &[4, 4], &[2, 2], &[1, 1], &[1, 1]).unwrap();
         assert_eq!(&deconv.input[..], [6, 8]);
     }
 

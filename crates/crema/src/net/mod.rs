@@ -153,6 +153,22 @@ impl Net {
             }
         }
 
+        // Weights, snapshots and saved states find layers by name: two layers of one name would take each
+        // other's (Caffe gives the first one the weights of both).
+        let mut seen: HashMap<&str, &LayerParameter> = HashMap::new();
+        for layer in &kept {
+            if let Some(first) = seen.insert(layer.name(), layer) {
+                return Err(layer_error(
+                    layer,
+                    format!(
+                        "the name is also that of an earlier {} layer; weights and snapshots find layers by name, \
+                         so each layer of a net needs a name of its own",
+                        first.r#type()
+                    ),
+                ));
+            }
+        }
+
         // Make every layer, and settle loss weights (a loss layer's first top weighs 1 unless told otherwise).
         let mut made: Vec<Option<Box<dyn Layer>>> = Vec::with_capacity(kept.len());
         let mut loss_weights = Vec::with_capacity(kept.len());

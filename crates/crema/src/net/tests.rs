@@ -240,3 +240,48 @@ layer { name: "also" type: "Power" bottom: "kept" top: "z" }
     net.forward().unwrap();
     assert_eq!(net.blob("y").unwrap().shape(), [3, 2]);
 }
+
+#[test]
+fn two_layers_of_one_name_are_refused() {
+    let err = net(
+        r#"
+layer { name: "x" type: "Input" top: "x" input_param { shape { dim: 2 dim: 3 } } }
+layer { name: "ip" type: "Sigmoid" bottom: "x" top: "s" }
+layer { name: "ip" type: "InnerProduct" bottom: "s" top: "y" inner_product_param { num_output: 2 } }
+"#,
+        Phase::Train,
+        &[],
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(
+        err.contains(
+            "layer \"ip\" (InnerProduct): the name is also that of an earlier Sigmoid layer"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_input_without_a_shape_is_empty_until_given_data() {
+    let mut net = net(
+        r#"
+layer { name: "x" type: "Input" top: "x" }
+layer { name: "d" type: "Dropout" bottom: "x" top: "y" }
+"#,
+        Phase::Test,
+        &[],
+    )
+    .unwrap();
+    assert_eq!(net.blob("x").unwrap().shape(), [0]);
+    assert_eq!(net.blob("x").unwrap().count(), 0);
+    net.forward().unwrap();
+    net.blob_mut("x").unwrap().reshape(&[2]).unwrap();
+    net.blob_mut("x")
+        .unwrap()
+        .data_mut()
+        .copy_from_slice(&[1.0, 2.0]);
+    net.forward().unwrap();
+    assert_eq!(net.blob("y").unwrap().data(), [1.0, 2.0]);
+}
