@@ -20,6 +20,7 @@ use crema_proto::caffe::pooling_parameter::{PoolMethod, RoundMode};
 use crema_proto::caffe::{Phase, PoolingParameter};
 use rand::Rng as _;
 use rayon::prelude::*;
+use std::sync::Arc;
 
 use crate::blob::Blob;
 use crate::layer::{Arity, Layer, LayerContext, LayerError, LayerResult};
@@ -39,6 +40,7 @@ pub struct Pooling {
     input: (usize, usize),
     output: (usize, usize),
     planes: usize,
+    windows: Windows,
     /// MAX and STOCHASTIC (TRAIN): the index in its plane of the input value each output came from.
     chosen: Vec<u32>,
     rng: Rng,
@@ -117,6 +119,7 @@ pub fn create(ctx: &mut LayerContext) -> LayerResult<Box<dyn Layer>> {
         input: (0, 0),
         output: (0, 0),
         planes: 0,
+        windows: Windows::default(),
         chosen: Vec::new(),
         rng: ctx.rng.clone(),
     }))
@@ -156,18 +159,9 @@ fn window(
     (start, end, counted)
 }
 
-impl Pooling {
-    /// The windows of output (oy, ox) along the height and the width (see [`window`]).
-    fn windows(&self) -> impl Fn(usize, usize) -> (Window, Window) + Sync {
-        let (kernel, stride, pad, input) = (self.kernel, self.stride, self.pad, self.input);
-        move |oy, ox| {
-            (
-                window(oy, kernel.0, stride.0, pad.0, input.0),
-                window(ox, kernel.1, stride.1, pad.1, input.1),
-            )
-        }
-    }
-}
+/// The windows of every output row and column, made at reshape (shared, so that forward can hold them while
+/// it writes the layer's other fields).
+type Windows = Arc<(Vec<Window>, Vec<Window>)>;
 
 impl Layer for Pooling {
     fn type_name(&self) -> &'static str {
@@ -256,6 +250,15 @@ impl Layer for Pooling {
                 "the bottom's planes are too large to index",
             ));
         }
+        let (kernel, stride, pad, input) = (self.kernel, self.stride, self.pad, self.input);
+        self.windows = Arc::new((
+            (0..self.output.0)
+                .map(|o| window(o, kernel.0, stride.0, pad.0, input.0))
+                .collect(),
+            (0..self.output.1)
+                .map(|o| window(o, kernel.1, stride.1, pad.1, input.1))
+                .collect(),
+        ));
         let outputs = top[0].count();
         memory::resize(&mut self.chosen, outputs, 0, || {
             "the pooling indices".into()
@@ -270,7 +273,8 @@ impl Layer for Pooling {
         if plane == 0 || out_plane == 0 {
             return Ok(());
         }
-        let windows = self.windows();
+        let shared = Arc::clone(&self.windows);
+        let windows = |oy: usize, ox: usize| (shared.0[oy], shared.1[ox]);
         let x = bottom[0].data();
         let (first, rest) = top.split_at_mut(1);
         let y = first[0].data_mut();
@@ -399,7 +403,8 @@ impl Layer for Pooling {
         if plane == 0 || out_plane == 0 {
             return Ok(());
         }
-        let windows = self.windows();
+        let shared = Arc::clone(&self.windows);
+        let windows = |oy: usize, ox: usize| (shared.0[oy], shared.1[ox]);
         let dy = top[0].diff();
         let (x, dx) = bottom[0].data_and_diff_mut();
         let chosen = &self.chosen;
