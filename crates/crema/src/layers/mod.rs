@@ -33,6 +33,7 @@ pub mod flatten;
 pub mod hdf5_data;
 pub mod hdf5_output;
 pub mod hinge_loss;
+pub mod im2col;
 pub mod image_data;
 pub mod infogain_loss;
 pub mod inner_product;
@@ -58,6 +59,7 @@ pub mod slice;
 pub mod softmax;
 pub mod softmax_with_loss;
 pub mod split;
+pub mod spp;
 pub mod swish;
 pub mod tanh;
 pub mod threshold;
@@ -98,6 +100,7 @@ pub const REGISTRY: &[(&str, Constructor)] = &[
     ("HDF5Data", hdf5_data::create),
     ("HDF5Output", hdf5_output::create),
     ("HingeLoss", hinge_loss::create),
+    ("Im2col", im2col::create),
     ("ImageData", image_data::create),
     ("InfogainLoss", infogain_loss::create),
     ("InnerProduct", inner_product::create),
@@ -113,6 +116,7 @@ pub const REGISTRY: &[(&str, Constructor)] = &[
     ("ReLU", relu::create),
     ("Reduction", reduction::create),
     ("Reshape", reshape::create),
+    ("SPP", spp::create),
     ("Scale", scale::create),
     ("Sigmoid", sigmoid::create),
     (
