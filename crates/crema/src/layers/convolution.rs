@@ -157,7 +157,6 @@ impl Convolution {
             (self.channels, self.num_output)
         }
     }
-
 }
 
 impl Layer for Convolution {
@@ -315,18 +314,37 @@ impl Layer for Convolution {
             conv::im2col(shape, bottom[0].data(), n, &mut self.cols);
             let cols = MatRef::new(&self.cols, patch, width);
             for group in 0..g {
-                let out = MatMut::new(&mut self.channel_major, conv_out, width).rows(group * mg, mg);
-                matmul(out, w.rows(group * mg, mg), cols.rows(group * kg, kg), 1.0, 0.0);
+                let out =
+                    MatMut::new(&mut self.channel_major, conv_out, width).rows(group * mg, mg);
+                matmul(
+                    out,
+                    w.rows(group * mg, mg),
+                    cols.rows(group * kg, kg),
+                    1.0,
+                    0.0,
+                );
             }
             let y = top[0].data_mut();
             conv::from_channel_major(&self.channel_major, n, conv_out, positions, y, false);
         } else {
             // X (conv_out × N·S) channel-major; cols_g = W_gᵀ · X_g; y = col2im(cols).
-            conv::to_channel_major(bottom[0].data(), n, conv_out, positions, &mut self.channel_major);
+            conv::to_channel_major(
+                bottom[0].data(),
+                n,
+                conv_out,
+                positions,
+                &mut self.channel_major,
+            );
             let x = MatRef::new(&self.channel_major, conv_out, width);
             for group in 0..g {
                 let out = MatMut::new(&mut self.cols, patch, width).rows(group * kg, kg);
-                matmul(out, w.rows(group * mg, mg).t(), x.rows(group * mg, mg), 1.0, 0.0);
+                matmul(
+                    out,
+                    w.rows(group * mg, mg).t(),
+                    x.rows(group * mg, mg),
+                    1.0,
+                    0.0,
+                );
             }
             conv::col2im(shape, &self.cols, n, top[0].data_mut());
         }
@@ -375,13 +393,25 @@ impl Layer for Convolution {
                 let cols = MatRef::new(&self.cols, patch, width);
                 for group in 0..g {
                     let dw = MatMut::new(dweights, conv_out, kg).rows(group * mg, mg);
-                    matmul(dw, d.rows(group * mg, mg), cols.rows(group * kg, kg).t(), 1.0, 1.0);
+                    matmul(
+                        dw,
+                        d.rows(group * mg, mg),
+                        cols.rows(group * kg, kg).t(),
+                        1.0,
+                        1.0,
+                    );
                 }
             }
             if propagate_down[0] {
                 for group in 0..g {
                     let dcols = MatMut::new(&mut self.cols, patch, width).rows(group * kg, kg);
-                    matmul(dcols, w.rows(group * mg, mg).t(), d.rows(group * mg, mg), 1.0, 0.0);
+                    matmul(
+                        dcols,
+                        w.rows(group * mg, mg).t(),
+                        d.rows(group * mg, mg),
+                        1.0,
+                        0.0,
+                    );
                 }
                 conv::col2im(shape, &self.cols, n, bottom[0].diff_mut());
             }
@@ -393,13 +423,26 @@ impl Layer for Convolution {
                 let x = MatRef::new(&self.channel_major, conv_out, width);
                 for group in 0..g {
                     let dw = MatMut::new(dweights, conv_out, kg).rows(group * mg, mg);
-                    matmul(dw, x.rows(group * mg, mg), dcols.rows(group * kg, kg).t(), 1.0, 1.0);
+                    matmul(
+                        dw,
+                        x.rows(group * mg, mg),
+                        dcols.rows(group * kg, kg).t(),
+                        1.0,
+                        1.0,
+                    );
                 }
             }
             if propagate_down[0] {
                 for group in 0..g {
-                    let dx = MatMut::new(&mut self.channel_major, conv_out, width).rows(group * mg, mg);
-                    matmul(dx, w.rows(group * mg, mg), dcols.rows(group * kg, kg), 1.0, 0.0);
+                    let dx =
+                        MatMut::new(&mut self.channel_major, conv_out, width).rows(group * mg, mg);
+                    matmul(
+                        dx,
+                        w.rows(group * mg, mg),
+                        dcols.rows(group * kg, kg),
+                        1.0,
+                        0.0,
+                    );
                 }
                 let dx = bottom[0].diff_mut();
                 conv::from_channel_major(&self.channel_major, n, conv_out, positions, dx, false);
