@@ -1,5 +1,6 @@
 //! Classification metrics from a confusion matrix: overall accuracy, per-class recall and precision, balanced
-//! accuracy and macro F1.
+//! accuracy and macro F1; and for segmentation (scores with positions along spatial axes, every pixel counted),
+//! per-class intersection over union, mean IoU, pixel accuracy and frequency-weighted IoU.
 //!
 //! A [`ConfusionMatrix`] counts positions by true class (rows) and predicted class (columns). It is filled from
 //! batches of (scores, labels) with the semantics of Caffe's `Accuracy` layer ([`ConfusionMatrix::accumulate`]):
@@ -11,6 +12,13 @@
 //! A metric that divides by zero is undefined and comes back as `None`: the recall of a class with no samples,
 //! the precision of a class never predicted, any metric of an empty matrix. Averages over classes (balanced
 //! accuracy, macro F1) skip the classes where their per-class metric is undefined, as scikit-learn's do.
+//!
+//! The segmentation metrics are those of the FCN papers' `score.py` (Long, Shelhamer & Darrell): the IoU of a
+//! class is `TP / (TP + FP + FN)` (its correct pixels over the pixels labelled or predicted as it), undefined for
+//! a class neither in the labels nor in the predictions; the mean IoU is the mean over the classes where it is
+//! defined (numpy's `nanmean` over classes with `TP + FP + FN > 0`), so a class absent from the data and never
+//! predicted neither counts as 0 nor as 1; a class predicted but never labelled counts with IoU 0. The
+//! frequency-weighted IoU is `Σ_c freq_c · IoU_c` with `freq_c` the class's share of the labelled pixels.
 
 use crate::blob::Blob;
 
@@ -250,6 +258,50 @@ impl ConfusionMatrix {
     pub fn macro_f1(&self) -> Option<f64> {
         mean(self.per_class().into_iter().filter_map(|m| m.f1))
     }
+
+    /// The intersection over union of class `class`: `TP / (TP + FP + FN)`, its correct positions over the
+    /// positions labelled or predicted as it; `None` when it is neither.
+    pub fn iou(&self, class: usize) -> Option<f64> {
+        let m = self.class(class);
+        ratio(m.correct, m.support + m.predicted - m.correct)
+    }
+
+    /// Every class's IoU, in class order.
+    pub fn per_class_iou(&self) -> Vec<Option<f64>> {
+        (0..self.classes).map(|c| self.iou(c)).collect()
+    }
+
+    /// The mean IoU over the classes present in the labels or the predictions (FCN's `nanmean`); `None` when
+    /// nothing was counted.
+    pub fn mean_iou(&self) -> Option<f64> {
+        mean(self.per_class_iou().into_iter().flatten())
+    }
+
+    /// The number of classes the mean IoU is taken over: those present in the labels or the predictions.
+    pub fn iou_classes(&self) -> usize {
+        self.per_class_iou().iter().filter(|v| v.is_some()).count()
+    }
+
+    /// The fraction of positions (pixels) predicted right: the same number as [`ConfusionMatrix::accuracy`].
+    pub fn pixel_accuracy(&self) -> Option<f64> {
+        self.accuracy()
+    }
+
+    /// `Σ_c freq_c · IoU_c`, `freq_c` the share of the counted positions labelled `c` (a class with labels
+    /// always has an IoU); `None` when nothing was counted.
+    pub fn frequency_weighted_iou(&self) -> Option<f64> {
+        let total = self.total();
+        if total == 0 {
+            return None;
+        }
+        let weighted = (0..self.classes)
+            .filter_map(|c| {
+                let support = self.class(c).support;
+                (support > 0).then(|| support as f64 / total as f64 * self.iou(c).unwrap_or(0.0))
+            })
+            .sum();
+        Some(weighted)
+    }
 }
 
 /// The predicted class of one position: the highest score, a tie with the true class counted against it (the
@@ -391,6 +443,66 @@ mod tests {
         let mut m = ConfusionMatrix::new(2).unwrap();
         m.accumulate(&scores, &labels, -1, None).unwrap();
         assert_eq!(m.rows().collect::<Vec<_>>(), vec![&[1, 0][..], &[1, 1]]);
+    }
+
+    #[test]
+    fn segmentation_metrics_by_hand() {
+        // The three-class matrix: class 0: TP 5, FP 2, FN 1 → 5/8; class 1: TP 3, FP 1, FN 2 → 3/6; class 2 is
+        // neither labelled nor predicted: undefined, and left out of the mean.
+        let m = three_classes();
+        assert!(close(m.iou(0), 5.0 / 8.0));
+        assert!(close(m.iou(1), 0.5));
+        assert_eq!(m.iou(2), None);
+        assert_eq!(m.iou_classes(), 2);
+        assert!(close(m.mean_iou(), (5.0 / 8.0 + 0.5) / 2.0));
+        assert!(close(m.pixel_accuracy(), 8.0 / 11.0));
+        // Frequencies from the labels: 6/11 and 5/11.
+        assert!(close(
+            m.frequency_weighted_iou(),
+            6.0 / 11.0 * 5.0 / 8.0 + 5.0 / 11.0 * 0.5
+        ));
+        // A class predicted but never labelled counts, with IoU 0; it weighs nothing in fwIoU.
+        //   [4 0 1]
+        //   [1 2 1]
+        //   [0 0 0]
+        let m = ConfusionMatrix::from_counts(3, vec![4, 0, 1, 1, 2, 1, 0, 0, 0]).unwrap();
+        assert!(close(m.iou(0), 4.0 / 6.0));
+        assert!(close(m.iou(1), 2.0 / 4.0));
+        assert_eq!(m.iou(2), Some(0.0));
+        assert_eq!(m.iou_classes(), 3);
+        assert!(close(m.mean_iou(), (4.0 / 6.0 + 0.5 + 0.0) / 3.0));
+        assert!(close(
+            m.frequency_weighted_iou(),
+            5.0 / 9.0 * 4.0 / 6.0 + 4.0 / 9.0 * 0.5
+        ));
+        assert_eq!(
+            m.per_class_iou(),
+            vec![Some(4.0 / 6.0), Some(0.5), Some(0.0)]
+        );
+        // Perfect predictions: every IoU 1.
+        let m = ConfusionMatrix::from_counts(2, vec![3, 0, 0, 7]).unwrap();
+        assert_eq!(m.mean_iou(), Some(1.0));
+        assert_eq!(m.frequency_weighted_iou(), Some(1.0));
+        // Nothing counted: undefined, not NaN.
+        let m = ConfusionMatrix::new(3).unwrap();
+        assert_eq!(m.mean_iou(), None);
+        assert_eq!(m.frequency_weighted_iou(), None);
+        assert_eq!(m.iou_classes(), 0);
+    }
+
+    #[test]
+    fn segmentation_counts_every_pixel() {
+        // Scores 1 × 2 × 2 × 2 (two classes over a 2 × 2 image), labels 1 × 1 × 2 × 2 with one ignored pixel.
+        let scores = blob(&[1, 2, 2, 2], &[0.9, 0.1, 0.7, 0.8, 0.1, 0.9, 0.3, 0.2]);
+        let labels = blob(&[1, 1, 2, 2], &[0.0, 1.0, 1.0, 255.0]);
+        let mut m = ConfusionMatrix::new(2).unwrap();
+        assert_eq!(m.accumulate(&scores, &labels, 1, Some(255)).unwrap(), 3);
+        // Predicted 0, 1, 0 for labels 0, 1, 1.
+        assert_eq!(m.rows().collect::<Vec<_>>(), vec![&[1, 0][..], &[1, 1]]);
+        assert!(close(m.iou(0), 0.5));
+        assert!(close(m.iou(1), 0.5));
+        assert!(close(m.mean_iou(), 0.5));
+        assert!(close(m.pixel_accuracy(), 2.0 / 3.0));
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! `crema test`: score trained weights as `caffe test` does (each batch's outputs, then their means), and for
 //! every Accuracy layer of the net the confusion matrix of its scores and labels with per-class recall and
-//! precision, balanced accuracy and macro F1. Given several weights files, it scores each on the same batches
-//! and prints their outputs, per-class recall and balanced accuracy side by side.
+//! precision, balanced accuracy and macro F1. When the scores have positions after the class axis (a
+//! segmentation net's N × C × H × W), every position is a pixel and the segmentation metrics are added: per-class
+//! IoU, mean IoU, pixel accuracy and frequency-weighted IoU. Given several weights files, it scores each on the
+//! same batches and prints their outputs, per-class recall and balanced accuracy (and IoU) side by side.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -17,6 +19,10 @@ use crate::table::Table;
 
 /// Score trained weights: run N batches forward, print each batch's outputs and their means, and for every
 /// Accuracy layer the confusion matrix and per-class metrics.
+///
+/// Scores with positions after the class axis (N × C × H × W, segmentation) count every pixel, and add per-class
+/// IoU (TP / (TP + FP + FN)), mean IoU (over the classes in the labels or the predictions, as FCN's nanmean),
+/// pixel accuracy and frequency-weighted IoU.
 ///
 /// With several --weights (say a plain and a cost-sensitive run of the same net), each is scored on the same
 /// batches and the output means, per-class recall, accuracy, balanced accuracy and macro F1 of all of them are
@@ -142,6 +148,9 @@ struct Probe {
     ignore_label: Option<i32>,
     top_k: u32,
     matrix: Option<ConfusionMatrix>,
+    /// The most positions per item seen after the class axis (H × W of a segmentation net's scores); above 1,
+    /// the segmentation metrics are reported.
+    positions: usize,
 }
 
 impl Probe {
@@ -161,6 +170,7 @@ impl Probe {
                     ignore_label: accuracy.ignore_label,
                     top_k: accuracy.top_k(),
                     matrix: None,
+                    positions: 0,
                 }
             })
             .collect()
@@ -170,10 +180,11 @@ impl Probe {
     fn accumulate(&mut self, net: &Net, batch: usize) -> Result<()> {
         let bottoms = net.layer_bottoms(self.layer);
         let (scores, labels) = (bottoms[0], bottoms[1]);
-        let classes = scores
+        let axis = scores
             .canonical_axis(self.axis)
-            .map(|axis| scores.shape()[axis])
             .map_err(anyhow::Error::msg)?;
+        let classes = scores.shape()[axis];
+        self.positions = self.positions.max(scores.count_from(axis + 1));
         if self.matrix.is_none() {
             self.matrix = Some(
                 ConfusionMatrix::new(classes)
@@ -242,8 +253,9 @@ impl Probe {
         table.row(cells);
         out.push_str(&table.render(2));
 
+        let segmentation = self.is_segmentation();
         out.push_str("\n  Per class\n");
-        let mut table = Table::new([
+        let mut header = vec![
             "class",
             "samples",
             "predicted",
@@ -251,12 +263,17 @@ impl Probe {
             "recall",
             "precision",
             "F1",
-        ]);
-        for column in 0..7 {
+        ];
+        if segmentation {
+            header.push("IoU");
+        }
+        let columns = header.len();
+        let mut table = Table::new(header);
+        for column in 0..columns {
             table = table.right(column);
         }
         for (class, c) in per_class.iter().enumerate() {
-            table.row([
+            let mut cells = vec![
                 class.to_string(),
                 c.support.to_string(),
                 c.predicted.to_string(),
@@ -264,17 +281,24 @@ impl Probe {
                 metric(c.recall),
                 metric(c.precision),
                 metric(c.f1),
-            ]);
+            ];
+            if segmentation {
+                cells.push(metric(m.iou(class)));
+            }
+            table.row(cells);
         }
         out.push_str(&table.render(2));
         let undefined = per_class
             .iter()
             .any(|c| c.recall.is_none() || c.precision.is_none());
         if undefined {
-            out.push_str(
+            out.push_str(if segmentation {
+                "  n/a: undefined (recall: the class has no samples; precision: it was never predicted; F1 and \
+                 IoU: both)\n"
+            } else {
                 "  n/a: undefined (recall: the class has no samples; precision: it was never predicted; F1: \
-                 both)\n",
-            );
+                 both)\n"
+            });
         }
 
         let present = per_class.iter().filter(|c| c.recall.is_some()).count();
@@ -297,8 +321,52 @@ impl Probe {
             metric(m.macro_f1()),
             format!("mean F1 of the {with_f1} of {classes} classes present or predicted"),
         ]);
+        if segmentation {
+            table.row([
+                "pixel accuracy".to_owned(),
+                metric(m.pixel_accuracy()),
+                format!(
+                    "{correct} of {} pixels right ({} per image)",
+                    m.total(),
+                    self.positions
+                ),
+            ]);
+            table.row([
+                "mean IoU".to_owned(),
+                metric(m.mean_iou()),
+                format!(
+                    "mean IoU of the {} of {classes} classes labelled or predicted",
+                    m.iou_classes()
+                ),
+            ]);
+            table.row([
+                "frequency-weighted IoU".to_owned(),
+                metric(m.frequency_weighted_iou()),
+                "IoU weighted by each class's share of the labelled pixels".to_owned(),
+            ]);
+        }
         out.push_str(&table.render(2));
         out
+    }
+
+    /// Whether the scores had positions after the class axis (pixels): then the segmentation metrics apply.
+    fn is_segmentation(&self) -> bool {
+        self.positions > 1
+    }
+
+    /// The segmentation metrics as JSON; null when the scores had one position per item.
+    fn segmentation_json(&self) -> Value {
+        match &self.matrix {
+            Some(m) if self.is_segmentation() => json!({
+                "positions_per_item": self.positions,
+                "pixel_accuracy": m.pixel_accuracy(),
+                "mean_iou": m.mean_iou(),
+                "mean_iou_classes": m.iou_classes(),
+                "frequency_weighted_iou": m.frequency_weighted_iou(),
+                "per_class_iou": m.per_class_iou(),
+            }),
+            _ => Value::Null,
+        }
     }
 
     fn to_json(&self) -> Value {
@@ -331,6 +399,7 @@ impl Probe {
             "accuracy": m.accuracy(),
             "balanced_accuracy": m.balanced_accuracy(),
             "macro_f1": m.macro_f1(),
+            "segmentation": self.segmentation_json(),
         })
     }
 }
@@ -691,9 +760,13 @@ fn compare(probes: &[&Probe], labels: &[String]) -> String {
         );
     }
 
-    out.push_str(
-        "\n  Recall per class, then accuracy, balanced accuracy (the mean recall) and macro F1\n",
-    );
+    let segmentation = first.is_segmentation();
+    out.push_str(if segmentation {
+        "\n  Recall per class, then accuracy, balanced accuracy (the mean recall) and macro F1;\n  then IoU per \
+         class, mean IoU (over the classes labelled or predicted) and frequency-weighted IoU\n"
+    } else {
+        "\n  Recall per class, then accuracy, balanced accuracy (the mean recall) and macro F1\n"
+    });
     let two = probes.len() == 2;
     let mut table = comparison_table(&["class", "samples"], labels, two);
     let row = |table: &mut Table, name: String, samples: String, values: Vec<Option<f64>>| {
@@ -737,9 +810,44 @@ fn compare(probes: &[&Probe], labels: &[String]) -> String {
         String::new(),
         matrices.iter().map(|m| m.macro_f1()).collect(),
     );
+    let mut undefined_iou = false;
+    if segmentation {
+        table.row(Vec::<String>::new());
+        for class in 0..classes {
+            let samples = per_class[0]
+                .get(class)
+                .map_or_else(String::new, |c| c.support.to_string());
+            let ious: Vec<Option<f64>> = matrices
+                .iter()
+                .map(|m| (class < m.classes()).then(|| m.iou(class)).flatten())
+                .collect();
+            undefined_iou |= ious.iter().any(Option::is_none);
+            row(&mut table, format!("IoU {class}"), samples, ious);
+        }
+        row(
+            &mut table,
+            "mean IoU".into(),
+            String::new(),
+            matrices.iter().map(|m| m.mean_iou()).collect(),
+        );
+        row(
+            &mut table,
+            "frequency-weighted IoU".into(),
+            String::new(),
+            matrices
+                .iter()
+                .map(|m| m.frequency_weighted_iou())
+                .collect(),
+        );
+    }
     out.push_str(&table.render(2));
     if per_class.iter().flatten().any(|c| c.recall.is_none()) {
         out.push_str("  n/a: undefined (the class has no samples)\n");
+    }
+    if undefined_iou {
+        out.push_str(
+            "  IoU n/a: the class was neither labelled nor predicted (left out of the mean IoU)\n",
+        );
     }
     out
 }

@@ -247,9 +247,19 @@ mod tests {
                     let at = ((n * 8) + c * 4 + k) * 4;
                     let expected: Vec<f32> = row
                         .iter()
-                        .map(|&v| if v == 0.0 { 0.0 } else { v + (10 * c + 100 * n) as f32 })
+                        .map(|&v| {
+                            if v == 0.0 {
+                                0.0
+                            } else {
+                                v + (10 * c + 100 * n) as f32
+                            }
+                        })
                         .collect();
-                    assert_eq!(&top.data()[at..at + 4], expected, "image {n} channel {c} row {k}");
+                    assert_eq!(
+                        &top.data()[at..at + 4],
+                        expected,
+                        "image {n} channel {c} row {k}"
+                    );
                 }
             }
         }
@@ -333,7 +343,10 @@ mod tests {
                         .map(|r| w[m * k + r] * cols.data()[(n * k + r) * positions + o])
                         .sum();
                     let got = y.data()[(n * 4 + m) * positions + o];
-                    assert!((got - expected).abs() < 1e-5, "image {n} output {m} position {o}: {got} vs {expected}");
+                    assert!(
+                        (got - expected).abs() < 1e-5,
+                        "image {n} output {m} position {o}: {got} vs {expected}"
+                    );
                 }
             }
         }
@@ -343,7 +356,10 @@ mod tests {
     fn gradients_match_finite_differences() {
         for (params, shape) in [
             ("kernel_size: 3 stride: 2 pad: 1", &[2, 2, 5, 6][..]),
-            ("kernel_h: 2 kernel_w: 3 stride_h: 1 stride_w: 2 pad_h: 1 pad_w: 0", &[1, 3, 4, 5]),
+            (
+                "kernel_h: 2 kernel_w: 3 stride_h: 1 stride_w: 2 pad_h: 1 pad_w: 0",
+                &[1, 3, 4, 5],
+            ),
             ("kernel_size: 2 dilation: 2 pad: 1", &[2, 1, 5, 5]),
             ("kernel_size: 3 stride: 2 pad: 2", &[2, 2, 7]),
             ("kernel_size: 2 stride: 1 pad: 1", &[1, 1, 3, 3, 3]),
@@ -354,6 +370,19 @@ mod tests {
                 .check(layer.as_mut(), &mut [x], 1, &[0])
                 .unwrap_or_else(|e| panic!("{params}: {e}"));
         }
+    }
+
+    #[test]
+    fn a_net_makes_it_by_its_type_name() {
+        let net = crate::testing::net_from_text(
+            r#"layer { name: "x" type: "Input" top: "x" input_param { shape { dim: 2 dim: 3 dim: 8 dim: 6 } } }
+               layer { name: "cols" type: "Im2col" bottom: "x" top: "y"
+                       convolution_param { kernel_size: 3 stride: 2 pad: 1 } }"#,
+            crema_proto::caffe::Phase::Train,
+            &[],
+        )
+        .unwrap();
+        assert_eq!(net.blob("y").unwrap().shape(), [2, 27, 4, 3]);
     }
 
     fn error(params: &str, shape: &[usize]) -> String {
@@ -375,7 +404,10 @@ mod tests {
         let err = error("stride: 2", &x);
         assert!(err.contains("convolution_param.kernel: missing"), "{err}");
         let err = error("kernel_size: 0", &x);
-        assert!(err.contains("spatial axis 0 has kernel 0") && err.contains("at least 1"), "{err}");
+        assert!(
+            err.contains("spatial axis 0 has kernel 0") && err.contains("at least 1"),
+            "{err}"
+        );
         let err = error("kernel_size: 2 stride: 0", &x);
         assert!(err.contains("stride 0"), "{err}");
         let err = error("kernel_h: 2", &x);
@@ -383,11 +415,17 @@ mod tests {
         let err = error("kernel_size: 2 kernel_h: 2 kernel_w: 2", &x);
         assert!(err.contains("not both"), "{err}");
         let err = error("kernel_h: 2 kernel_w: 2", &[1, 2, 5, 5, 5]);
-        assert!(err.contains("for 2 spatial axes; this bottom has 3"), "{err}");
+        assert!(
+            err.contains("for 2 spatial axes; this bottom has 3"),
+            "{err}"
+        );
         let err = error("kernel_size: 2 kernel_size: 2 kernel_size: 2", &x);
         assert!(err.contains("3 values for 2 spatial axes"), "{err}");
         let err = error("kernel_size: 7", &x);
-        assert!(err.contains("Im2col on bottom") && err.contains("the kernel spans 7"), "{err}");
+        assert!(
+            err.contains("Im2col on bottom") && err.contains("the kernel spans 7"),
+            "{err}"
+        );
         let err = error("kernel_size: 2", &[4, 3]);
         assert!(err.contains("no spatial axes"), "{err}");
         let err = error("kernel_size: 2 axis: 4", &x);

@@ -241,7 +241,10 @@ impl Layer for Spp {
             if len == 0 {
                 continue;
             }
-            for (row, part) in y.chunks_exact_mut(joined).zip(output.data().chunks_exact(len)) {
+            for (row, part) in y
+                .chunks_exact_mut(joined)
+                .zip(output.data().chunks_exact(len))
+            {
                 row[offset..offset + len].copy_from_slice(part);
             }
             offset += len;
@@ -271,7 +274,11 @@ impl Layer for Spp {
                 continue;
             }
             let dy = top[0].diff();
-            for (part, row) in output.diff_mut().chunks_exact_mut(len).zip(dy.chunks_exact(joined)) {
+            for (part, row) in output
+                .diff_mut()
+                .chunks_exact_mut(len)
+                .zip(dy.chunks_exact(joined))
+            {
                 part.copy_from_slice(&row[offset..offset + len]);
             }
             offset += len;
@@ -304,7 +311,8 @@ impl Layer for Spp {
     }
 
     fn set_state(&mut self, state: &[u8]) -> LayerResult {
-        let damaged = || LayerError::new("the saved random generator states of the SPP levels are damaged");
+        let damaged =
+            || LayerError::new("the saved random generator states of the SPP levels are damaged");
         if !self.draws() || state.is_empty() || !state.len().is_multiple_of(self.pyramid_height) {
             return Err(damaged());
         }
@@ -512,11 +520,29 @@ mod tests {
     }
 
     #[test]
+    fn a_net_makes_it_by_its_type_name() {
+        let net = crate::testing::net_from_text(
+            r#"layer { name: "x" type: "Input" top: "x" input_param { shape { dim: 2 dim: 3 dim: 8 dim: 6 } } }
+               layer { name: "spp" type: "SPP" bottom: "x" top: "y" spp_param { pyramid_height: 3 } }"#,
+            Phase::Train,
+            &[],
+        )
+        .unwrap();
+        assert_eq!(net.blob("y").unwrap().shape(), [2, 3 * 21]);
+    }
+
+    #[test]
     fn bad_parameters_and_shapes_are_named() {
         let err = make("pool: MAX", Phase::Test).err().unwrap();
-        assert!(err.contains("spp_param.pyramid_height: missing or 0"), "{err}");
+        assert!(
+            err.contains("spp_param.pyramid_height: missing or 0"),
+            "{err}"
+        );
         let err = make("pyramid_height: 0", Phase::Test).err().unwrap();
-        assert!(err.contains("spp_param.pyramid_height: missing or 0"), "{err}");
+        assert!(
+            err.contains("spp_param.pyramid_height: missing or 0"),
+            "{err}"
+        );
         let err = make("pyramid_height: 40", Phase::Test).err().unwrap();
         assert!(err.contains("40 levels"), "{err}");
         let mut layer = make("pyramid_height: 3", Phase::Test).unwrap();

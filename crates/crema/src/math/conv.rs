@@ -156,7 +156,11 @@ fn unravel(mut index: usize, dims: &[usize], out: &mut [usize]) {
 /// (None when it is in the padding), output columns `first..end` read it (the others are in the padding), and
 /// `x` is the image column that output column `first` reads (then every `stride` columns).
 #[inline(always)]
-fn row_runs_2d(shape: &ConvShape, k: usize, mut visit: impl FnMut(usize, Option<usize>, usize, usize, usize)) {
+fn row_runs_2d(
+    shape: &ConvShape,
+    k: usize,
+    mut visit: impl FnMut(usize, Option<usize>, usize, usize, usize),
+) {
     let (h, w) = (shape.input[0], shape.input[1]);
     let (oh, ow) = (shape.output[0], shape.output[1]);
     let (kh, kw) = (shape.kernel[0], shape.kernel[1]);
@@ -167,7 +171,12 @@ fn row_runs_2d(shape: &ConvShape, k: usize, mut visit: impl FnMut(usize, Option<
     // Output column ox reads image column ox·sw + kx·dw − pw: inside for ox in first..end.
     let shift = kx * dw;
     let first = pw.saturating_sub(shift).div_ceil(sw).min(ow);
-    let end = if w + pw > shift { (w + pw - shift).div_ceil(sw).min(ow) } else { 0 }.max(first);
+    let end = if w + pw > shift {
+        (w + pw - shift).div_ceil(sw).min(ow)
+    } else {
+        0
+    }
+    .max(first);
     let x = (first * sw + shift).saturating_sub(pw);
     for oy in 0..oh {
         let iy = (oy * sh + ky * dh) as isize - ph as isize;
@@ -186,12 +195,18 @@ pub fn im2col(shape: &ConvShape, images: &[f32], n: usize, cols: &mut [f32]) {
     if width == 0 {
         return;
     }
-    let (ow, sw) = (shape.output.last().copied().unwrap_or(1), shape.stride.last().copied().unwrap_or(1));
+    let (ow, sw) = (
+        shape.output.last().copied().unwrap_or(1),
+        shape.stride.last().copied().unwrap_or(1),
+    );
     cols[..shape.patch_len() * width]
         .par_chunks_mut(width)
         .enumerate()
         .for_each(|(k, row)| {
-            for (image, out) in images.chunks_exact(image_len).zip(row.chunks_exact_mut(positions)) {
+            for (image, out) in images
+                .chunks_exact(image_len)
+                .zip(row.chunks_exact_mut(positions))
+            {
                 if shape.input.len() != 2 {
                     walk_row(shape, k, |p, at| out[p] = at.map_or(0.0, |at| image[at]));
                     continue;
@@ -208,7 +223,8 @@ pub fn im2col(shape: &ConvShape, images: &[f32], n: usize, cols: &mut [f32]) {
                     if sw == 1 {
                         out[first..end].copy_from_slice(&line[x..x + end - first]);
                     } else {
-                        for (o, &v) in out[first..end].iter_mut().zip(line[x..].iter().step_by(sw)) {
+                        for (o, &v) in out[first..end].iter_mut().zip(line[x..].iter().step_by(sw))
+                        {
                             *o = v;
                         }
                     }
@@ -226,7 +242,10 @@ pub fn col2im(shape: &ConvShape, cols: &[f32], n: usize, images: &mut [f32]) {
     if width == 0 || image_len == 0 {
         return;
     }
-    let (ow, sw) = (shape.output.last().copied().unwrap_or(1), shape.stride.last().copied().unwrap_or(1));
+    let (ow, sw) = (
+        shape.output.last().copied().unwrap_or(1),
+        shape.stride.last().copied().unwrap_or(1),
+    );
     images[..n * image_len]
         .par_chunks_mut(image_len)
         .enumerate()
@@ -304,7 +323,14 @@ pub fn from_channel_major(
 mod tests {
     use super::*;
 
-    fn shape(c: usize, input: &[usize], k: &[usize], s: &[usize], p: &[usize], d: &[usize]) -> ConvShape {
+    fn shape(
+        c: usize,
+        input: &[usize],
+        k: &[usize],
+        s: &[usize],
+        p: &[usize],
+        d: &[usize],
+    ) -> ConvShape {
         ConvShape::new(c, input, k, s, p, d).unwrap()
     }
 
@@ -340,17 +366,34 @@ mod tests {
             for row in 0..sh.patch_len() {
                 for p in 0..sh.positions() {
                     let got = cols[row * width + i * sh.positions() + p];
-                    assert_eq!(got, patch_value(sh, image, p, row), "{sh:?} image {i} row {row} position {p}");
+                    assert_eq!(
+                        got,
+                        patch_value(sh, image, p, row),
+                        "{sh:?} image {i} row {row} position {p}"
+                    );
                 }
             }
         }
         // <im2col(x), r> = <x, col2im(r)>.
-        let r: Vec<f32> = (0..cols.len()).map(|i| ((i * 7) % 11) as f32 - 5.0).collect();
+        let r: Vec<f32> = (0..cols.len())
+            .map(|i| ((i * 7) % 11) as f32 - 5.0)
+            .collect();
         let mut back = vec![f32::NAN; n * sh.image_len()];
         col2im(sh, &r, n, &mut back);
-        let lhs: f64 = cols.iter().zip(&r).map(|(&a, &b)| f64::from(a) * f64::from(b)).sum();
-        let rhs: f64 = images.iter().zip(&back).map(|(&a, &b)| f64::from(a) * f64::from(b)).sum();
-        assert!((lhs - rhs).abs() < 1e-6 * lhs.abs().max(1.0), "{lhs} vs {rhs}");
+        let lhs: f64 = cols
+            .iter()
+            .zip(&r)
+            .map(|(&a, &b)| f64::from(a) * f64::from(b))
+            .sum();
+        let rhs: f64 = images
+            .iter()
+            .zip(&back)
+            .map(|(&a, &b)| f64::from(a) * f64::from(b))
+            .sum();
+        assert!(
+            (lhs - rhs).abs() < 1e-6 * lhs.abs().max(1.0),
+            "{lhs} vs {rhs}"
+        );
     }
 
     #[test]
@@ -360,7 +403,14 @@ mod tests {
         check_against_definition(&shape(2, &[6, 7], &[2, 3], &[3, 2], &[1, 2], &[2, 3]));
         check_against_definition(&shape(1, &[3, 3], &[3, 3], &[1, 1], &[2, 2], &[1, 1]));
         check_against_definition(&shape(1, &[9], &[3], &[2], &[2], &[2]));
-        check_against_definition(&shape(2, &[4, 3, 5], &[2, 3, 2], &[1, 2, 2], &[1, 0, 1], &[1, 1, 2]));
+        check_against_definition(&shape(
+            2,
+            &[4, 3, 5],
+            &[2, 3, 2],
+            &[1, 2, 2],
+            &[1, 0, 1],
+            &[1, 1, 2],
+        ));
     }
 
     #[test]
@@ -370,10 +420,14 @@ mod tests {
         let sh = shape(1, &[8, 8], &[3, 3], &[2, 2], &[1, 1], &[1, 1]);
         assert_eq!(&sh.output[..], [4, 4]);
         let err = ConvShape::new(1, &[4, 4], &[5, 3], &[1, 1], &[0, 0], &[1, 1]).unwrap_err();
-        assert!(err.starts_with("spatial axis 0: the kernel spans 5"), "{err}");
+        assert!(
+            err.starts_with("spatial axis 0: the kernel spans 5"),
+            "{err}"
+        );
         let err = ConvShape::new(1, &[4, 4], &[3, 3], &[1, 0], &[0, 0], &[1, 1]).unwrap_err();
         assert!(err.contains("must all be at least 1"), "{err}");
-        let deconv = ConvShape::with_output(1, &[3, 4], &[4, 4], &[2, 2], &[1, 1], &[1, 1]).unwrap();
+        let deconv =
+            ConvShape::with_output(1, &[3, 4], &[4, 4], &[2, 2], &[1, 1], &[1, 1]).unwrap();
         assert_eq!(&deconv.input[..], [6, 8]);
     }
 

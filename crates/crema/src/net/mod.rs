@@ -153,22 +153,6 @@ impl Net {
             }
         }
 
-        // Weights, snapshots and saved states find layers by name: two layers of one name would take each
-        // other's (Caffe gives the first one the weights of both).
-        let mut seen: HashMap<&str, &LayerParameter> = HashMap::new();
-        for layer in &kept {
-            if let Some(first) = seen.insert(layer.name(), layer) {
-                return Err(layer_error(
-                    layer,
-                    format!(
-                        "the name is also that of an earlier {} layer; weights and snapshots find layers by name, \
-                         so each layer of a net needs a name of its own",
-                        first.r#type()
-                    ),
-                ));
-            }
-        }
-
         // Make every layer, and settle loss weights (a loss layer's first top weighs 1 unless told otherwise).
         let mut made: Vec<Option<Box<dyn Layer>>> = Vec::with_capacity(kept.len());
         let mut loss_weights = Vec::with_capacity(kept.len());
@@ -279,6 +263,7 @@ impl Net {
         for index in 0..net.slots.len() {
             net.setup_layer(index)?;
         }
+        net.check_names()?;
         net.gather_params()?;
         net.set_loss_diffs();
         net.infer_backward(param.force_backward());
@@ -286,6 +271,38 @@ impl Net {
         net.find_outputs();
         net.warn_softmax_before_infogain();
         Ok(net)
+    }
+
+    /// Weights, snapshots and saved states find layers by name: two layers of one name that both hold learnable
+    /// blobs, or both keep a state, would take each other's (Caffe copies the weights of both into the first).
+    /// Other duplicates (Caffe's MNIST autoencoder names two losses "loss") are fine, as in Caffe.
+    fn check_names(&self) -> Result<()> {
+        let mut holders: HashMap<(&str, bool), usize> = HashMap::new();
+        for (index, slot) in self.slots.iter().enumerate() {
+            for (kind, holds) in [
+                (true, !slot.layer.params().is_empty()),
+                (false, slot.layer.state().is_some()),
+            ] {
+                if !holds {
+                    continue;
+                }
+                if let Some(&first) = holders.get(&(slot.name.as_str(), kind)) {
+                    let what = if kind {
+                        "learnable blobs"
+                    } else {
+                        "a saved state"
+                    };
+                    let error = LayerError::new(format!(
+                        "the name is also that of an earlier {} layer and both have {what}; weights and \
+                         snapshots find layers by name, so such layers need names of their own",
+                        self.slots[first].param.r#type()
+                    ));
+                    return Err(self.slot_error(index, error));
+                }
+                holders.insert((slot.name.as_str(), kind), index);
+            }
+        }
+        Ok(())
     }
 
     fn make_layer(

@@ -242,12 +242,14 @@ layer { name: "also" type: "Power" bottom: "kept" top: "z" }
 }
 
 #[test]
-fn two_layers_of_one_name_are_refused() {
+fn two_layers_of_one_name_with_weights_are_refused() {
     let err = net(
         r#"
 layer { name: "x" type: "Input" top: "x" input_param { shape { dim: 2 dim: 3 } } }
-layer { name: "ip" type: "Sigmoid" bottom: "x" top: "s" }
-layer { name: "ip" type: "InnerProduct" bottom: "s" top: "y" inner_product_param { num_output: 2 } }
+layer { name: "ip" type: "InnerProduct" bottom: "x" top: "s" inner_product_param { num_output: 3 } }
+layer { name: "act" type: "Sigmoid" bottom: "s" top: "t" }
+layer { name: "act" type: "TanH" bottom: "t" top: "u" }
+layer { name: "ip" type: "InnerProduct" bottom: "u" top: "y" inner_product_param { num_output: 2 } }
 "#,
         Phase::Train,
         &[],
@@ -257,7 +259,7 @@ layer { name: "ip" type: "InnerProduct" bottom: "s" top: "y" inner_product_param
     .to_string();
     assert!(
         err.contains(
-            "layer \"ip\" (InnerProduct): the name is also that of an earlier Sigmoid layer"
+            "layer \"ip\" (InnerProduct): the name is also that of an earlier InnerProduct layer and both have learnable blobs"
         ),
         "{err}"
     );

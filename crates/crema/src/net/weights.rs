@@ -19,7 +19,14 @@ impl Net {
             if source.blobs.is_empty() {
                 continue;
             }
-            let Some(index) = self.slots.iter().position(|s| s.name == source.name()) else {
+            // The layer of that name with learnable blobs (names may repeat among layers without them).
+            let named = |s: &&super::LayerSlot| s.name == source.name();
+            let index = self
+                .slots
+                .iter()
+                .position(|s| named(&s) && !s.layer.params().is_empty())
+                .or_else(|| self.slots.iter().position(|s| named(&s)));
+            let Some(index) = index else {
                 continue;
             };
             let slot = &mut self.slots[index];
@@ -92,7 +99,12 @@ impl Net {
 
     /// Puts back the state of layer `name` saved by [`Net::layer_states`].
     pub fn set_layer_state(&mut self, name: &str, state: &[u8]) -> Result<()> {
-        let index = self.layer_index(name).ok_or_else(|| Error::Net {
+        let index = self
+            .slots
+            .iter()
+            .position(|s| s.name == name && s.layer.state().is_some())
+            .or_else(|| self.layer_index(name));
+        let index = index.ok_or_else(|| Error::Net {
             origin: self.origin.clone(),
             reason: format!("a saved state names layer \"{name}\", which the net does not have"),
         })?;

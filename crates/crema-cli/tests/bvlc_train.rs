@@ -1,0 +1,196 @@
+//! `crema train` on BVLC Caffe's own nets and solvers (tests/fixtures/bvlc): LeNet and CIFAR-10 quick train a
+//! few iterations, their LMDB Data layers replaced by HDF5Data layers reading a small synthetic dataset of the
+//! real data's shape, and the solvers' other settings (learning rate policy, momentum, weight decay) Caffe's.
+//!
+//! The dataset is written by crema itself (an Input → HDF5Output net), so these tests need no HDF5 library.
+
+mod common;
+
+use common::{crema, fixture, stderr, temp_dir};
+
+use std::path::Path;
+
+use crema::proto::caffe::{Hdf5DataParameter, Hdf5OutputParameter, InputParameter, Phase};
+use crema::proto::{files, BlobShape, LayerParameter, NetParameter, NetState};
+use crema::{Net, NetOptions};
+
+/// Writes `rows` synthetic examples of `sample` (per-row shape) to `path` as HDF5 datasets `data` (uniform in
+/// `values`) and `label` (`0..classes`, in turn).
+fn write_dataset(path: &Path, rows: usize, sample: &[usize], values: (f32, f32), classes: usize) {
+    let shape = |dims: Vec<usize>| BlobShape {
+        dim: dims.into_iter().map(|d| d as i64).collect(),
+    };
+    let mut data_shape = vec![rows];
+    data_shape.extend_from_slice(sample);
+    let net = NetParameter {
+        layer: vec![
+            LayerParameter {
+                name: Some("input".into()),
+                r#type: Some("Input".into()),
+                top: vec!["data".into(), "label".into()],
+                input_param: Some(InputParameter {
+                    shape: vec![shape(data_shape), shape(vec![rows])],
+                }),
+                ..Default::default()
+            },
+            LayerParameter {
+                name: Some("output".into()),
+                r#type: Some("HDF5Output".into()),
+                bottom: vec!["data".into(), "label".into()],
+                hdf5_output_param: Some(Hdf5OutputParameter {
+                    file_name: Some(path.display().to_string()),
+                }),
+                ..Default::default()
+            },
+        ],
+        ..Default::default()
+    };
+    let state = NetState {
+        phase: Some(Phase::Test as i32),
+        ..Default::default()
+    };
+    let mut net = Net::new(&net, &state, &NetOptions::default()).unwrap();
+    // A fixed pseudo-random sequence (no generator crate needed here).
+    let mut seed = 0x2545_f491_u32;
+    let (low, high) = values;
+    for v in net.blob_mut("data").unwrap().data_mut() {
+        seed ^= seed << 13;
+        seed ^= seed >> 17;
+        seed ^= seed << 5;
+        *v = low + (high - low) * (seed as f32 / u32::MAX as f32);
+    }
+    for (i, v) in net
+        .blob_mut("label")
+        .unwrap()
+        .data_mut()
+        .iter_mut()
+        .enumerate()
+    {
+        *v = (i % classes) as f32;
+    }
+    net.forward().unwrap();
+}
+
+/// Copies Caffe's solver `solver` and the net it names into `dir`, the net's Data layers made HDF5Data layers
+/// reading `list` (their batch sizes kept), and the solver set to run `max_iter` iterations, testing every 2
+/// (one batch), logging every iteration and snapshotting nothing. Returns the solver's path.
+fn rewrite(solver: &str, dir: &Path, list: &Path, max_iter: i32) -> std::path::PathBuf {
+    let (mut param, _) = files::read_solver_text(&fixture(&format!("bvlc/{solver}"))).unwrap();
+    let net_path = fixture(&format!("bvlc/{}", param.net.as_deref().unwrap()));
+    let (mut net, _) = files::read_net_text(&net_path).unwrap();
+    let mut replaced = 0;
+    for layer in &mut net.layer {
+        if layer.r#type() != "Data" {
+            continue;
+        }
+        let batch_size = layer.data_param.as_ref().unwrap().batch_size();
+        layer.r#type = Some("HDF5Data".into());
+        layer.data_param = None;
+        layer.transform_param = None;
+        layer.hdf5_data_param = Some(Hdf5DataParameter {
+            source: Some(list.display().to_string()),
+            batch_size: Some(batch_size),
+            ..Default::default()
+        });
+        replaced += 1;
+    }
+    assert_eq!(replaced, 2, "{solver}: a TRAIN and a TEST Data layer");
+    let net_file = dir.join(net_path.file_name().unwrap());
+    files::write_text(&net_file, &net).unwrap();
+
+    param.net = Some(net_file.display().to_string());
+    param.max_iter = Some(max_iter);
+    param.test_iter = vec![1];
+    param.test_interval = Some(2);
+    param.display = Some(1);
+    param.snapshot = Some(0);
+    param.snapshot_after_train = Some(false);
+    param.snapshot_prefix = Some(dir.join("snapshot").display().to_string());
+    let solver_file = dir.join(Path::new(solver).file_name().unwrap());
+    files::write_text(&solver_file, &param).unwrap();
+    solver_file
+}
+
+/// Every number after `loss = ` or an output's ` = ` in the log.
+fn logged_values(log: &str) -> Vec<(String, f32)> {
+    log.lines()
+        .filter(|line| line.contains("loss = ") || line.contains("net output #"))
+        .map(|line| {
+            let value = line
+                .split(" = ")
+                .nth(1)
+                .and_then(|rest| rest.split_whitespace().next())
+                .unwrap_or_else(|| panic!("no value in {line:?}"));
+            let value: f32 = value
+                .parse()
+                .unwrap_or_else(|_| panic!("{value:?} in {line:?}"));
+            (line.to_string(), value)
+        })
+        .collect()
+}
+
+/// Trains Caffe's `solver` for 3 iterations on `rows` synthetic examples and checks the log.
+fn train(name: &str, solver: &str, sample: &[usize], values: (f32, f32), classes: usize) {
+    let dir = temp_dir(&format!("bvlc-{name}"));
+    let h5 = dir.join("train.h5");
+    write_dataset(&h5, 200, sample, values, classes);
+    let list = dir.join("train.txt");
+    std::fs::write(&list, format!("{}\n", h5.display())).unwrap();
+    let solver_file = rewrite(solver, &dir, &list, 3);
+
+    let out = crema(
+        &[
+            "train",
+            "--solver",
+            solver_file.to_str().unwrap(),
+            "--no-plot",
+        ],
+        &dir,
+    );
+    let log = stderr(&out);
+    assert!(out.status.success(), "{name}: crema train failed:\n{log}");
+    for line in [
+        "Iteration 0, Testing net (#0)",
+        "Iteration 2, Testing net (#0)",
+        "Iteration 1, loss = ",
+        "Iteration 2, loss = ",
+        "Optimization Done.",
+    ] {
+        assert!(log.contains(line), "{name}: missing {line:?} in:\n{log}");
+    }
+    let values = logged_values(&log);
+    let losses = values
+        .iter()
+        .filter(|(line, _)| line.contains("loss"))
+        .count();
+    assert!(losses >= 6, "{name}: {losses} losses in:\n{log}");
+    for (line, value) in &values {
+        assert!(value.is_finite(), "{name}: {line}");
+        if line.contains("accuracy") {
+            assert!((0.0..=1.0).contains(value), "{name}: {line}");
+        }
+    }
+}
+
+#[test]
+fn lenet_trains_from_caffes_solver() {
+    train(
+        "lenet",
+        "examples/mnist/lenet_solver.prototxt",
+        &[1, 28, 28],
+        (0.0, 1.0),
+        10,
+    );
+}
+
+#[test]
+fn cifar10_quick_trains_from_caffes_solver() {
+    // Pixels less the mean image, as the Data layer's transform gives them.
+    train(
+        "cifar10-quick",
+        "examples/cifar10/cifar10_quick_solver.prototxt",
+        &[3, 32, 32],
+        (-128.0, 128.0),
+        10,
+    );
+}
