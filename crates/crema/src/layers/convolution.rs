@@ -103,7 +103,7 @@ pub(crate) fn create_either(
 
 /// One value per spatial axis from a repeated field (one value for all, or one each; `default` when empty) or
 /// from its `_h`/`_w` pair; errors name the field.
-pub(crate) fn per_axis(
+fn per_axis(
     name: &str,
     values: &[u32],
     hw: (Option<u32>, Option<u32>),
@@ -147,6 +147,58 @@ pub(crate) fn per_axis(
     }
 }
 
+/// What `convolution_param` says about the spatial axes of a bottom, checked: the channel axis, how many
+/// spatial axes follow it, and the kernel, stride, pad and dilation of each (Convolution, Deconvolution and
+/// Im2col read it alike).
+pub(crate) struct Geometry {
+    pub axis: usize,
+    pub spatial_axes: usize,
+    pub kernel: Dims,
+    pub stride: Dims,
+    pub pad: Dims,
+    pub dilation: Dims,
+}
+
+impl Geometry {
+    pub(crate) fn read(p: &ConvolutionParameter, x: &Blob) -> LayerResult<Geometry> {
+        let axis = x
+            .canonical_axis(p.axis())
+            .map_err(|e| LayerError::new(format!("convolution_param.axis: {e}")))?;
+        let axes = x.num_axes() - axis - 1;
+        if axes == 0 {
+            return Err(LayerError::new(format!(
+                "the bottom ({}) has no spatial axes after the channel axis {axis}",
+                x.shape_string()
+            )));
+        }
+        let kernel = per_axis(
+            "kernel",
+            &p.kernel_size,
+            (p.kernel_h, p.kernel_w),
+            axes,
+            None,
+        )?;
+        let stride = per_axis("stride", &p.stride, (p.stride_h, p.stride_w), axes, Some(1))?;
+        let pad = per_axis("pad", &p.pad, (p.pad_h, p.pad_w), axes, Some(0))?;
+        let dilation = per_axis("dilation", &p.dilation, (None, None), axes, Some(1))?;
+        if let Some(a) = (0..axes).find(|&a| kernel[a] == 0 || stride[a] == 0 || dilation[a] == 0) {
+            return Err(LayerError::new(format!(
+                "convolution_param: spatial axis {a} has kernel {}, stride {}, dilation {}; each must be at \
+                 least 1",
+                kernel[a], stride[a], dilation[a]
+            )));
+        }
+        Ok(Geometry {
+            axis,
+            spatial_axes: axes,
+            kernel,
+            stride,
+            pad,
+            dilation,
+        })
+    }
+}
+
 impl Convolution {
     /// Channels of the convolution's input and output: (bottom, top) for Convolution, (top, bottom) for
     /// Deconvolution.
@@ -178,43 +230,19 @@ impl Layer for Convolution {
 
     fn setup(&mut self, bottom: &[&Blob], _top: &mut [&mut Blob]) -> LayerResult {
         let x = bottom[0];
-        self.axis = x
-            .canonical_axis(self.param.axis())
-            .map_err(|e| LayerError::new(format!("convolution_param.axis: {e}")))?;
-        self.spatial_axes = x.num_axes() - self.axis - 1;
-        if self.spatial_axes == 0 {
-            return Err(LayerError::new(format!(
-                "the bottom ({}) has no spatial axes after the channel axis {}",
-                x.shape_string(),
-                self.axis
-            )));
-        }
+        let geometry = Geometry::read(&self.param, x)?;
+        (self.axis, self.spatial_axes) = (geometry.axis, geometry.spatial_axes);
+        (self.kernel, self.stride, self.pad, self.dilation) = (
+            geometry.kernel,
+            geometry.stride,
+            geometry.pad,
+            geometry.dilation,
+        );
         self.channels = x.shape()[self.axis];
         if !self.channels.is_multiple_of(self.group) {
             return Err(LayerError::new(format!(
                 "convolution_param.group: {} does not divide the bottom's {} channels",
                 self.group, self.channels
-            )));
-        }
-        let p = &self.param;
-        let axes = self.spatial_axes;
-        self.kernel = per_axis(
-            "kernel",
-            &p.kernel_size,
-            (p.kernel_h, p.kernel_w),
-            axes,
-            None,
-        )?;
-        self.stride = per_axis("stride", &p.stride, (p.stride_h, p.stride_w), axes, Some(1))?;
-        self.pad = per_axis("pad", &p.pad, (p.pad_h, p.pad_w), axes, Some(0))?;
-        self.dilation = per_axis("dilation", &p.dilation, (None, None), axes, Some(1))?;
-        if let Some(axis) =
-            (0..axes).find(|&a| self.kernel[a] == 0 || self.stride[a] == 0 || self.dilation[a] == 0)
-        {
-            return Err(LayerError::new(format!(
-                "convolution_param: spatial axis {axis} has kernel {}, stride {}, dilation {}; each must be at \
-                 least 1",
-                self.kernel[axis], self.stride[axis], self.dilation[axis]
             )));
         }
         if !self.blobs.is_empty() {

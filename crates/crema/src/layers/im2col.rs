@@ -20,7 +20,7 @@ use crema_proto::caffe::ConvolutionParameter;
 
 use crate::blob::Blob;
 use crate::layer::{Arity, Layer, LayerContext, LayerError, LayerResult};
-use crate::layers::convolution::per_axis;
+use crate::layers::convolution::Geometry;
 use crate::math::conv::{self, ConvShape, Dims};
 
 /// The Im2col layer.
@@ -67,39 +67,14 @@ impl Layer for Im2col {
     }
 
     fn setup(&mut self, bottom: &[&Blob], _top: &mut [&mut Blob]) -> LayerResult {
-        let x = bottom[0];
-        self.axis = x
-            .canonical_axis(self.param.axis())
-            .map_err(|e| LayerError::new(format!("convolution_param.axis: {e}")))?;
-        self.spatial_axes = x.num_axes() - self.axis - 1;
-        if self.spatial_axes == 0 {
-            return Err(LayerError::new(format!(
-                "the bottom ({}) has no spatial axes after the channel axis {}; Im2col needs at least one",
-                x.shape_string(),
-                self.axis
-            )));
-        }
-        let p = &self.param;
-        let axes = self.spatial_axes;
-        self.kernel = per_axis(
-            "kernel",
-            &p.kernel_size,
-            (p.kernel_h, p.kernel_w),
-            axes,
-            None,
-        )?;
-        self.stride = per_axis("stride", &p.stride, (p.stride_h, p.stride_w), axes, Some(1))?;
-        self.pad = per_axis("pad", &p.pad, (p.pad_h, p.pad_w), axes, Some(0))?;
-        self.dilation = per_axis("dilation", &p.dilation, (None, None), axes, Some(1))?;
-        if let Some(axis) =
-            (0..axes).find(|&a| self.kernel[a] == 0 || self.stride[a] == 0 || self.dilation[a] == 0)
-        {
-            return Err(LayerError::new(format!(
-                "convolution_param: spatial axis {axis} has kernel {}, stride {}, dilation {}; each must be at \
-                 least 1",
-                self.kernel[axis], self.stride[axis], self.dilation[axis]
-            )));
-        }
+        let geometry = Geometry::read(&self.param, bottom[0])?;
+        (self.axis, self.spatial_axes) = (geometry.axis, geometry.spatial_axes);
+        (self.kernel, self.stride, self.pad, self.dilation) = (
+            geometry.kernel,
+            geometry.stride,
+            geometry.pad,
+            geometry.dilation,
+        );
         Ok(())
     }
 
