@@ -135,6 +135,19 @@ pub fn fill(blob: &mut Blob, filler: &FillerParameter, rng: &mut Rng, field: &st
     Ok(())
 }
 
+/// A new blob of `shape` filled as `filler` says (constant 0 when the prototxt gives none, as Caffe's default
+/// FillerParameter): a layer's weights or bias. `field` names the filler in errors.
+pub fn filled_blob(
+    shape: &[usize],
+    filler: Option<&FillerParameter>,
+    rng: &mut Rng,
+    field: &str,
+) -> LayerResult<Blob> {
+    let mut blob = Blob::new(shape)?;
+    fill(&mut blob, &filler.cloned().unwrap_or_default(), rng, field)?;
+    Ok(blob)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

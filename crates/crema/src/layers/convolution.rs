@@ -19,7 +19,7 @@
 use crema_proto::caffe::ConvolutionParameter;
 
 use crate::blob::Blob;
-use crate::filler::fill;
+use crate::filler::filled_blob;
 use crate::layer::{Arity, Layer, LayerContext, LayerError, LayerResult};
 use crate::math::conv::{self, ConvShape, Dims};
 use crate::math::{matmul, MatMut, MatRef, Rng};
@@ -252,21 +252,17 @@ impl Layer for Convolution {
         let (conv_in, conv_out) = self.conv_channels();
         let mut weight_shape = vec![conv_out, conv_in / self.group];
         weight_shape.extend_from_slice(&self.kernel);
-        let mut weights = Blob::new(&weight_shape)?;
-        let filler = self.param.weight_filler.clone().unwrap_or_default();
-        fill(
-            &mut weights,
-            &filler,
+        let weights = filled_blob(
+            &weight_shape,
+            self.param.weight_filler.as_ref(),
             &mut self.rng,
             "convolution_param.weight_filler",
         )?;
         self.blobs.push(weights);
         if self.param.bias_term() {
-            let mut bias = Blob::new(&[self.num_output])?;
-            let filler = self.param.bias_filler.clone().unwrap_or_default();
-            fill(
-                &mut bias,
-                &filler,
+            let bias = filled_blob(
+                &[self.num_output],
+                self.param.bias_filler.as_ref(),
                 &mut self.rng,
                 "convolution_param.bias_filler",
             )?;

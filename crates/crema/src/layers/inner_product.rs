@@ -14,7 +14,7 @@
 use crema_proto::caffe::InnerProductParameter;
 
 use crate::blob::Blob;
-use crate::filler::fill;
+use crate::filler::filled_blob;
 use crate::layer::{Arity, Layer, LayerContext, LayerError, LayerResult};
 use crate::math::{sgemm, Rng, Transpose};
 
@@ -91,21 +91,17 @@ impl Layer for InnerProduct {
         } else {
             [n, k]
         };
-        let mut weights = Blob::new(&weight_shape)?;
-        let weight_filler = self.param.weight_filler.clone().unwrap_or_default();
-        fill(
-            &mut weights,
-            &weight_filler,
+        let weights = filled_blob(
+            &weight_shape,
+            self.param.weight_filler.as_ref(),
             &mut self.rng,
             "inner_product_param.weight_filler",
         )?;
         self.blobs.push(weights);
         if self.param.bias_term() {
-            let mut bias = Blob::new(&[n])?;
-            let bias_filler = self.param.bias_filler.clone().unwrap_or_default();
-            fill(
-                &mut bias,
-                &bias_filler,
+            let bias = filled_blob(
+                &[n],
+                self.param.bias_filler.as_ref(),
                 &mut self.rng,
                 "inner_product_param.bias_filler",
             )?;
