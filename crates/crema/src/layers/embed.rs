@@ -14,7 +14,7 @@
 use crema_proto::caffe::EmbedParameter;
 
 use crate::blob::Blob;
-use crate::filler::fill;
+use crate::filler::{fill, filled_blob};
 use crate::layer::{Arity, Layer, LayerContext, LayerError, LayerResult};
 use crate::layers::loss::whole_class;
 use crate::math::Rng;
@@ -89,11 +89,9 @@ impl Layer for Embed {
         )?;
         self.blobs.push(weights);
         if self.param.bias_term() {
-            let mut bias = Blob::new(&[self.n])?;
-            let bias_filler = self.param.bias_filler.clone().unwrap_or_default();
-            fill(
-                &mut bias,
-                &bias_filler,
+            let bias = filled_blob(
+                &[self.n],
+                self.param.bias_filler.as_ref(),
                 &mut self.rng,
                 "embed_param.bias_filler",
             )?;
