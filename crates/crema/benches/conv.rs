@@ -4,7 +4,7 @@
 
 use crema::layers::convolution;
 use crema::math::conv::{im2col, ConvShape};
-use crema::math::{matmul, MatMut, MatRef};
+use crema::math::{matmul, MatMut, MatRef, Threads};
 use crema::proto::caffe::Phase;
 use crema::proto::LayerParameter;
 use crema::testing::uniform_blob;
@@ -66,7 +66,7 @@ fn bench(c: &mut Criterion) {
         let (positions, patch) = (shape.positions(), shape.patch_len());
         let mut cols = vec![0.0f32; n * positions * patch];
         group.bench_function(format!("{}/im2col", case.label), |b| {
-            b.iter(|| im2col(&shape, x.data(), n, &mut cols))
+            b.iter(|| im2col(Threads::All, &shape, x.data(), n, &mut cols))
         });
         let weights = uniform_blob(&[case.num_output, patch], -1.0, 1.0, 2);
         let mut out = vec![0.0f32; case.num_output * n * positions];

@@ -21,9 +21,9 @@ use crema_proto::caffe::ConvolutionParameter;
 use crate::blob::Blob;
 use crate::filler::filled_blob;
 use crate::layer::{Arity, Layer, LayerContext, LayerError, LayerResult};
-use crate::math::conv::{self, ConvShape, Dims};
-use crate::math::{matmul, MatMut, MatRef, Rng};
-use crate::memory;
+use crate::math::conv::{ConvShape, Dims};
+use crate::math::convolve::{Convolver, Direction, Gradients};
+use crate::math::Rng;
 
 /// A Convolution or Deconvolution layer.
 pub struct Convolution {
@@ -40,14 +40,9 @@ pub struct Convolution {
     stride: Dims,
     pad: Dims,
     dilation: Dims,
-    /// Set at reshape: the images in the batch and the convolution's geometry (for Deconvolution, of the
-    /// convolution it is the transpose of).
-    num: usize,
-    shape: Option<ConvShape>,
-    /// `patch_len × (num·positions)`: the patches of the convolution input (or their gradient).
-    cols: Vec<f32>,
-    /// Channel-major values: the convolution output (or its gradient), `outputs × (num·positions)`.
-    channel_major: Vec<f32>,
+    /// Set at reshape: the convolution of the batch (for Deconvolution, the convolution it is the transpose
+    /// of) with its buffers.
+    convolver: Option<Convolver>,
     blobs: Vec<Blob>,
     rng: Rng,
 }
@@ -92,10 +87,7 @@ pub(crate) fn create_either(
         stride: Dims::new(),
         pad: Dims::new(),
         dilation: Dims::new(),
-        num: 0,
-        shape: None,
-        cols: Vec::new(),
-        channel_major: Vec::new(),
+        convolver: None,
         blobs: Vec::new(),
         rng: ctx.rng.clone(),
     }))
@@ -202,6 +194,14 @@ impl Geometry {
 impl Convolution {
     /// Channels of the convolution's input and output: (bottom, top) for Convolution, (top, bottom) for
     /// Deconvolution.
+    fn direction(&self) -> Direction {
+        if self.transposed {
+            Direction::Transposed
+        } else {
+            Direction::Convolution
+        }
+    }
+
     fn conv_channels(&self) -> (usize, usize) {
         if self.transposed {
             (self.num_output, self.channels)
@@ -284,9 +284,9 @@ impl Layer for Convolution {
                 self.spatial_axes
             )));
         }
-        self.num = x.count_range(0, self.axis);
+        let num = x.count_range(0, self.axis);
         let spatial = &x.shape()[self.axis + 1..];
-        let (conv_in, _) = self.conv_channels();
+        let (conv_in, conv_out) = self.conv_channels();
         let (k, s, p, d) = (&self.kernel, &self.stride, &self.pad, &self.dilation);
         let shape = if self.transposed {
             ConvShape::with_output(conv_in, spatial, k, s, p, d)
@@ -309,77 +309,35 @@ impl Layer for Convolution {
         top_shape[self.axis] = self.num_output;
         top_shape.extend_from_slice(top_spatial);
         top[0].reshape(&top_shape)?;
-
-        let cols = self.num * shape.positions() * shape.patch_len();
-        let (_, conv_out) = self.conv_channels();
-        let channel_major = self.num * shape.positions() * conv_out;
-        memory::resize(&mut self.cols, cols, 0.0, || {
-            "the convolution patches".into()
-        })?;
-        memory::resize(&mut self.channel_major, channel_major, 0.0, || {
-            "the convolution's channel-major buffer".into()
-        })?;
-        self.shape = Some(shape);
+        let unchanged = self
+            .convolver
+            .as_ref()
+            .is_some_and(|c| c.num() == num && *c.shape() == shape);
+        if !unchanged {
+            self.convolver = None;
+            self.convolver = Some(Convolver::new(
+                shape,
+                conv_out,
+                self.group,
+                num,
+                self.num_output,
+            )?);
+        }
         Ok(())
     }
 
     fn forward(&mut self, bottom: &[&Blob], top: &mut [&mut Blob]) -> LayerResult {
-        let Some(shape) = &self.shape else {
+        let direction = self.direction();
+        let Some(convolver) = &mut self.convolver else {
             return Err(LayerError::new("forward before reshape"));
         };
-        let (n, g) = (self.num, self.group);
-        let (_, conv_out) = self.conv_channels();
-        let (positions, patch) = (shape.positions(), shape.patch_len());
-        let (kg, mg) = (patch / g, conv_out / g);
-        let width = n * positions;
-        let w = MatRef::new(self.blobs[0].data(), conv_out, kg);
-        if !self.transposed {
-            // cols = patches of x; O (conv_out × N·S) = W_g · cols_g per group; y = O image-major.
-            conv::im2col(shape, bottom[0].data(), n, &mut self.cols);
-            let cols = MatRef::new(&self.cols, patch, width);
-            for group in 0..g {
-                let out =
-                    MatMut::new(&mut self.channel_major, conv_out, width).rows(group * mg, mg);
-                matmul(
-                    out,
-                    w.rows(group * mg, mg),
-                    cols.rows(group * kg, kg),
-                    1.0,
-                    0.0,
-                );
-            }
-            let y = top[0].data_mut();
-            conv::from_channel_major(&self.channel_major, n, conv_out, positions, y, false);
-        } else {
-            // X (conv_out × N·S) channel-major; cols_g = W_gᵀ · X_g; y = col2im(cols).
-            conv::to_channel_major(
-                bottom[0].data(),
-                n,
-                conv_out,
-                positions,
-                &mut self.channel_major,
-            );
-            let x = MatRef::new(&self.channel_major, conv_out, width);
-            for group in 0..g {
-                let out = MatMut::new(&mut self.cols, patch, width).rows(group * kg, kg);
-                matmul(
-                    out,
-                    w.rows(group * mg, mg).t(),
-                    x.rows(group * mg, mg),
-                    1.0,
-                    0.0,
-                );
-            }
-            conv::col2im(shape, &self.cols, n, top[0].data_mut());
-        }
-        if let Some(bias) = self.blobs.get(1).map(Blob::data) {
-            let plane = top[0].count() / (n * self.num_output).max(1);
-            for image in top[0].data_mut().chunks_exact_mut(self.num_output * plane) {
-                for (channel, &b) in image.chunks_exact_mut(plane).zip(bias) {
-                    channel.iter_mut().for_each(|v| *v += b);
-                }
-            }
-        }
+        convolver.forward(
+            direction,
+            self.blobs[0].data(),
+            self.blobs.get(1).map(Blob::data),
+            bottom[0].data(),
+            top[0].data_mut(),
+        );
         Ok(())
     }
 
@@ -389,89 +347,24 @@ impl Layer for Convolution {
         propagate_down: &[bool],
         bottom: &mut [&mut Blob],
     ) -> LayerResult {
-        let Some(shape) = &self.shape else {
+        let direction = self.direction();
+        let Some(convolver) = &mut self.convolver else {
             return Err(LayerError::new("backward before reshape"));
         };
-        let (n, g) = (self.num, self.group);
-        let (_, conv_out) = self.conv_channels();
-        let (positions, patch) = (shape.positions(), shape.patch_len());
-        let (kg, mg) = (patch / g, conv_out / g);
-        let width = n * positions;
-        let dy = top[0].diff();
-        if self.blobs.len() > 1 {
-            let plane = top[0].count() / (n * self.num_output).max(1);
-            let db = self.blobs[1].diff_mut();
-            for image in dy.chunks_exact(self.num_output * plane) {
-                for (channel, db) in image.chunks_exact(plane).zip(db.iter_mut()) {
-                    *db += channel.iter().map(|&v| f64::from(v)).sum::<f64>() as f32;
-                }
-            }
-        }
-        let (weights, dweights) = self.blobs[0].data_and_diff_mut();
-        let w = MatRef::new(weights, conv_out, kg);
-        if !self.transposed {
-            // D = dy channel-major; dW_g += D_g · cols_gᵀ; dcols_g = W_gᵀ · D_g; dx = col2im(dcols).
-            conv::to_channel_major(dy, n, conv_out, positions, &mut self.channel_major);
-            let d = MatRef::new(&self.channel_major, conv_out, width);
-            {
-                let cols = MatRef::new(&self.cols, patch, width);
-                for group in 0..g {
-                    let dw = MatMut::new(dweights, conv_out, kg).rows(group * mg, mg);
-                    matmul(
-                        dw,
-                        d.rows(group * mg, mg),
-                        cols.rows(group * kg, kg).t(),
-                        1.0,
-                        1.0,
-                    );
-                }
-            }
-            if propagate_down[0] {
-                for group in 0..g {
-                    let dcols = MatMut::new(&mut self.cols, patch, width).rows(group * kg, kg);
-                    matmul(
-                        dcols,
-                        w.rows(group * mg, mg).t(),
-                        d.rows(group * mg, mg),
-                        1.0,
-                        0.0,
-                    );
-                }
-                conv::col2im(shape, &self.cols, n, bottom[0].diff_mut());
-            }
-        } else {
-            // dcols = patches of dy; dW_g += X_g · dcols_gᵀ; dX_g = W_g · dcols_g; dx = dX image-major.
-            conv::im2col(shape, dy, n, &mut self.cols);
-            let dcols = MatRef::new(&self.cols, patch, width);
-            {
-                let x = MatRef::new(&self.channel_major, conv_out, width);
-                for group in 0..g {
-                    let dw = MatMut::new(dweights, conv_out, kg).rows(group * mg, mg);
-                    matmul(
-                        dw,
-                        x.rows(group * mg, mg),
-                        dcols.rows(group * kg, kg).t(),
-                        1.0,
-                        1.0,
-                    );
-                }
-            }
-            if propagate_down[0] {
-                for group in 0..g {
-                    let dx =
-                        MatMut::new(&mut self.channel_major, conv_out, width).rows(group * mg, mg);
-                    matmul(
-                        dx,
-                        w.rows(group * mg, mg),
-                        dcols.rows(group * kg, kg),
-                        1.0,
-                        0.0,
-                    );
-                }
-                let dx = bottom[0].diff_mut();
-                conv::from_channel_major(&self.channel_major, n, conv_out, positions, dx, false);
-            }
-        }
+        let (weights, bias) = self.blobs.split_at_mut(1);
+        let (weights, dweights) = weights[0].data_and_diff_mut();
+        let (x, dx) = bottom[0].data_and_diff_mut();
+        convolver.backward(
+            direction,
+            weights,
+            x,
+            top[0].diff(),
+            Gradients {
+                weights: dweights,
+                bias: bias.first_mut().map(Blob::diff_mut),
+                input: propagate_down[0].then_some(dx),
+            },
+        );
         Ok(())
     }
 

@@ -22,6 +22,7 @@ use crate::blob::Blob;
 use crate::layer::{Arity, Layer, LayerContext, LayerError, LayerResult};
 use crate::layers::convolution::Geometry;
 use crate::math::conv::{self, ConvShape, Dims};
+use crate::math::Threads;
 
 /// The Im2col layer.
 pub struct Im2col {
@@ -121,7 +122,7 @@ impl Layer for Im2col {
             .zip(top[0].data_mut().chunks_exact_mut(top_len))
             .take(self.num)
         {
-            conv::im2col(shape, image, 1, cols);
+            conv::im2col(Threads::All, shape, image, 1, cols);
         }
         Ok(())
     }
@@ -147,7 +148,7 @@ impl Layer for Im2col {
             .zip(bottom[0].diff_mut().chunks_exact_mut(image_len))
             .take(self.num)
         {
-            conv::col2im(shape, cols, 1, image);
+            conv::col2im(Threads::All, shape, cols, 1, image);
         }
         Ok(())
     }

@@ -8,8 +8,9 @@
 //! kernel offset) for every position of every image: for stride-1 kernels a row is made of long runs copied
 //! from image rows, and rows are filled in parallel, each thread writing its own.
 
-use rayon::prelude::*;
 use smallvec::SmallVec;
+
+use super::{for_each_block, Threads};
 
 /// Dimensions of the spatial axes (rarely more than 3).
 pub type Dims = SmallVec<[usize; 4]>;
@@ -186,9 +187,9 @@ fn row_runs_2d(
 }
 
 /// The patch matrix of `n` images: `cols` (`patch_len × (n·positions)`) receives, for each patch value (row)
-/// and each output position of each image (column), the input value it reads, 0 in the padding. Rows are
-/// filled in parallel.
-pub fn im2col(shape: &ConvShape, images: &[f32], n: usize, cols: &mut [f32]) {
+/// and each output position of each image (column), the input value it reads, 0 in the padding. With
+/// [`Threads::All`] rows are filled in parallel.
+pub fn im2col(threads: Threads, shape: &ConvShape, images: &[f32], n: usize, cols: &mut [f32]) {
     let (positions, image_len) = (shape.positions(), shape.image_len());
     let width = n * positions;
     assert!(images.len() >= n * image_len && cols.len() >= shape.patch_len() * width);
@@ -199,43 +200,45 @@ pub fn im2col(shape: &ConvShape, images: &[f32], n: usize, cols: &mut [f32]) {
         shape.output.last().copied().unwrap_or(1),
         shape.stride.last().copied().unwrap_or(1),
     );
-    cols[..shape.patch_len() * width]
-        .par_chunks_mut(width)
-        .enumerate()
-        .for_each(|(k, row)| {
-            for (image, out) in images
-                .chunks_exact(image_len)
-                .zip(row.chunks_exact_mut(positions))
-            {
-                if shape.input.len() != 2 {
-                    walk_row(shape, k, |p, at| out[p] = at.map_or(0.0, |at| image[at]));
-                    continue;
-                }
-                row_runs_2d(shape, k, |oy, line, first, end, x| {
-                    let out = &mut out[oy * ow..(oy + 1) * ow];
-                    let Some(line) = line else {
-                        out.fill(0.0);
-                        return;
-                    };
-                    out[..first].fill(0.0);
-                    out[end..].fill(0.0);
-                    let line = &image[line..];
-                    if sw == 1 {
-                        out[first..end].copy_from_slice(&line[x..x + end - first]);
-                    } else {
-                        for (o, &v) in out[first..end].iter_mut().zip(line[x..].iter().step_by(sw))
-                        {
-                            *o = v;
-                        }
-                    }
-                });
+    let fill_row = |k: usize, row: &mut [f32]| {
+        for (image, out) in images
+            .chunks_exact(image_len)
+            .zip(row.chunks_exact_mut(positions))
+        {
+            if shape.input.len() != 2 {
+                walk_row(shape, k, |p, at| out[p] = at.map_or(0.0, |at| image[at]));
+                continue;
             }
-        });
+            row_runs_2d(shape, k, |oy, line, first, end, x| {
+                let out = &mut out[oy * ow..(oy + 1) * ow];
+                let Some(line) = line else {
+                    out.fill(0.0);
+                    return;
+                };
+                out[..first].fill(0.0);
+                out[end..].fill(0.0);
+                let line = &image[line..];
+                if sw == 1 {
+                    out[first..end].copy_from_slice(&line[x..x + end - first]);
+                } else {
+                    for (o, &v) in out[first..end].iter_mut().zip(line[x..].iter().step_by(sw)) {
+                        *o = v;
+                    }
+                }
+            });
+        }
+    };
+    for_each_block(
+        threads,
+        &mut cols[..shape.patch_len() * width],
+        width,
+        fill_row,
+    );
 }
 
 /// The adjoint of [`im2col`]: `images` (`n` of them, overwritten) receive the sum, over all columns, of each
-/// patch value at the input value it was read from. Images are filled in parallel.
-pub fn col2im(shape: &ConvShape, cols: &[f32], n: usize, images: &mut [f32]) {
+/// patch value at the input value it was read from. With [`Threads::All`] images are filled in parallel.
+pub fn col2im(threads: Threads, shape: &ConvShape, cols: &[f32], n: usize, images: &mut [f32]) {
     let (positions, image_len) = (shape.positions(), shape.image_len());
     let width = n * positions;
     assert!(images.len() >= n * image_len && cols.len() >= shape.patch_len() * width);
@@ -246,52 +249,67 @@ pub fn col2im(shape: &ConvShape, cols: &[f32], n: usize, images: &mut [f32]) {
         shape.output.last().copied().unwrap_or(1),
         shape.stride.last().copied().unwrap_or(1),
     );
-    images[..n * image_len]
-        .par_chunks_mut(image_len)
-        .enumerate()
-        .for_each(|(i, image)| {
-            image.fill(0.0);
-            for (k, row) in cols.chunks_exact(width).take(shape.patch_len()).enumerate() {
-                let values = &row[i * positions..(i + 1) * positions];
-                if shape.input.len() != 2 {
-                    walk_row(shape, k, |p, at| {
-                        if let Some(at) = at {
-                            image[at] += values[p];
-                        }
-                    });
-                    continue;
-                }
-                row_runs_2d(shape, k, |oy, line, first, end, x| {
-                    let Some(line) = line else { return };
-                    let values = &values[oy * ow + first..oy * ow + end];
+    let fill_image = |i: usize, image: &mut [f32]| {
+        image.fill(0.0);
+        for (k, row) in cols.chunks_exact(width).take(shape.patch_len()).enumerate() {
+            let values = &row[i * positions..(i + 1) * positions];
+            if shape.input.len() != 2 {
+                walk_row(shape, k, |p, at| {
+                    if let Some(at) = at {
+                        image[at] += values[p];
+                    }
+                });
+                continue;
+            }
+            row_runs_2d(shape, k, |oy, line, first, end, x| {
+                let Some(line) = line else { return };
+                let values = &values[oy * ow + first..oy * ow + end];
+                if sw == 1 {
+                    let out = &mut image[line + x..line + x + values.len()];
+                    for (o, &v) in out.iter_mut().zip(values) {
+                        *o += v;
+                    }
+                } else {
                     for (o, &v) in image[line + x..].iter_mut().step_by(sw).zip(values) {
                         *o += v;
                     }
-                });
-            }
-        });
+                }
+            });
+        }
+    };
+    for_each_block(threads, &mut images[..n * image_len], image_len, fill_image);
 }
 
 /// `n` blocks of `channels × len` (image-major, as blobs hold them) into `channels × (n·len)` (channel-major:
 /// one row per channel, the images side by side), the layout the batched products read and write.
-pub fn to_channel_major(src: &[f32], n: usize, channels: usize, len: usize, dst: &mut [f32]) {
+pub fn to_channel_major(
+    threads: Threads,
+    src: &[f32],
+    n: usize,
+    channels: usize,
+    len: usize,
+    dst: &mut [f32],
+) {
     if n * channels * len == 0 {
         return;
     }
-    dst[..n * channels * len]
-        .par_chunks_mut(n * len)
-        .enumerate()
-        .for_each(|(c, row)| {
+    for_each_block(
+        threads,
+        &mut dst[..n * channels * len],
+        n * len,
+        |c, row| {
             for (i, out) in row.chunks_exact_mut(len).enumerate() {
                 let at = (i * channels + c) * len;
                 out.copy_from_slice(&src[at..at + len]);
             }
-        });
+        },
+    );
 }
 
 /// The inverse of [`to_channel_major`]: `channels × (n·len)` back into `n` blocks of `channels × len`. With
 /// `accumulate` the values are added to `dst` instead of replacing it.
 pub fn from_channel_major(
+    threads: Threads,
     src: &[f32],
     n: usize,
     channels: usize,
@@ -302,10 +320,11 @@ pub fn from_channel_major(
     if n * channels * len == 0 {
         return;
     }
-    dst[..n * channels * len]
-        .par_chunks_mut(channels * len)
-        .enumerate()
-        .for_each(|(i, image)| {
+    for_each_block(
+        threads,
+        &mut dst[..n * channels * len],
+        channels * len,
+        |i, image| {
             for (c, out) in image.chunks_exact_mut(len).enumerate() {
                 let at = c * n * len + i * len;
                 if accumulate {
@@ -316,7 +335,8 @@ pub fn from_channel_major(
                     out.copy_from_slice(&src[at..at + len]);
                 }
             }
-        });
+        },
+    );
 }
 
 #[cfg(test)]
@@ -360,7 +380,7 @@ mod tests {
         let images: Vec<f32> = (0..n * sh.image_len()).map(|i| i as f32 + 1.0).collect();
         let width = n * sh.positions();
         let mut cols = vec![f32::NAN; sh.patch_len() * width];
-        im2col(sh, &images, n, &mut cols);
+        im2col(Threads::All, sh, &images, n, &mut cols);
         for i in 0..n {
             let image = &images[i * sh.image_len()..(i + 1) * sh.image_len()];
             for row in 0..sh.patch_len() {
@@ -379,7 +399,7 @@ mod tests {
             .map(|i| ((i * 7) % 11) as f32 - 5.0)
             .collect();
         let mut back = vec![f32::NAN; n * sh.image_len()];
-        col2im(sh, &r, n, &mut back);
+        col2im(Threads::All, sh, &r, n, &mut back);
         let lhs: f64 = cols
             .iter()
             .zip(&r)
@@ -435,13 +455,13 @@ mod tests {
     fn channel_major_round_trips() {
         let src: Vec<f32> = (0..2 * 3 * 4).map(|i| i as f32).collect();
         let mut cm = vec![0.0; 24];
-        to_channel_major(&src, 2, 3, 4, &mut cm);
+        to_channel_major(Threads::All, &src, 2, 3, 4, &mut cm);
         // Channel 1: image 0's values 4..8, then image 1's 16..20.
         assert_eq!(&cm[8..16], [4.0, 5.0, 6.0, 7.0, 16.0, 17.0, 18.0, 19.0]);
         let mut back = vec![0.0; 24];
-        from_channel_major(&cm, 2, 3, 4, &mut back, false);
+        from_channel_major(Threads::One, &cm, 2, 3, 4, &mut back, false);
         assert_eq!(back, src);
-        from_channel_major(&cm, 2, 3, 4, &mut back, true);
+        from_channel_major(Threads::All, &cm, 2, 3, 4, &mut back, true);
         assert_eq!(back[5], 10.0);
     }
 }

@@ -1,6 +1,8 @@
 //! Single-precision matrix products through the `gemm` crate: on strided matrix views ([`matmul`]), and with
 //! the interface of BLAS's row-major sgemm ([`sgemm`]).
 
+use super::Threads;
+
 /// Whether a matrix operand is used as stored or transposed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transpose {
@@ -126,6 +128,18 @@ impl<'a> MatMut<'a> {
 ///
 /// Panics when the shapes disagree: callers check shapes before they get here.
 pub fn matmul(c: MatMut<'_>, a: MatRef<'_>, b: MatRef<'_>, alpha: f32, beta: f32) {
+    matmul_with(Threads::All, c, a, b, alpha, beta)
+}
+
+/// [`matmul`], kept on the calling thread with [`Threads::One`] (for callers that run products side by side).
+pub fn matmul_with(
+    threads: Threads,
+    c: MatMut<'_>,
+    a: MatRef<'_>,
+    b: MatRef<'_>,
+    alpha: f32,
+    beta: f32,
+) {
     let (m, n, k) = (c.rows, c.cols, a.cols);
     assert!(
         a.rows == m && b.rows == k && b.cols == n,
@@ -155,7 +169,10 @@ pub fn matmul(c: MatMut<'_>, a: MatRef<'_>, b: MatRef<'_>, alpha: f32, beta: f32
         }
         return;
     }
-    let parallelism = if m * n * k >= PARALLEL_THRESHOLD && rayon::current_num_threads() > 1 {
+    let parallelism = if threads == Threads::All
+        && m * n * k >= PARALLEL_THRESHOLD
+        && rayon::current_num_threads() > 1
+    {
         gemm::Parallelism::Rayon(0)
     } else {
         gemm::Parallelism::None

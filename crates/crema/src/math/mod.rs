@@ -5,13 +5,42 @@
 //! random thing in crema draws from.
 
 pub mod conv;
+pub mod convolve;
 mod exp;
 mod gemm;
 pub mod labels;
 pub mod softmax;
 
 pub use self::exp::exp as fast_exp;
-pub use self::gemm::{matmul, sgemm, MatMut, MatRef, Transpose};
+pub use self::gemm::{matmul, matmul_with, sgemm, MatMut, MatRef, Transpose};
+
+/// Whether a kernel may split its work across rayon's threads, or must stay on the calling thread (because the
+/// caller already runs it as one piece of a parallel loop).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Threads {
+    One,
+    All,
+}
+
+/// Calls `f(i, block)` for every `block`-long piece of `data` (the last may be shorter), in parallel or not.
+pub(crate) fn for_each_block(
+    threads: Threads,
+    data: &mut [f32],
+    block: usize,
+    f: impl Fn(usize, &mut [f32]) + Send + Sync,
+) {
+    use rayon::prelude::*;
+    match threads {
+        Threads::One => data
+            .chunks_mut(block)
+            .enumerate()
+            .for_each(|(i, b)| f(i, b)),
+        Threads::All => data
+            .par_chunks_mut(block)
+            .enumerate()
+            .for_each(|(i, b)| f(i, b)),
+    }
+}
 
 /// The random generator of crema: ChaCha8, seedable, and with a state that can be saved and restored exactly.
 pub type Rng = rand_chacha::ChaCha8Rng;

@@ -1,0 +1,753 @@
+//! A convolution over a batch of images on the CPU, forward and backward, for Convolution and Deconvolution
+//! layers: the batch is cut into chunks of images, and each chunk becomes a few matrix products per group on
+//! its patch matrix ([`im2col`]), `K × (c·S)` for `c` images of `S` output positions and `K` values per patch.
+//!
+//! Two ways to run a batch, chosen from the shapes alone when the [`Convolver`] is made:
+//! - small images (LeNet, CIFAR): chunks of a few images whose patches fit in a core's L2 cache run side by
+//!   side, one per thread, each with its own workspace and its own weight-gradient partial. The patches are
+//!   gathered again in backward (cheaper than keeping them: they are in cache, a whole batch of them is not),
+//!   and the partials are summed in chunk order, so results do not depend on the number of threads;
+//! - large images (CaffeNet, FCN): one image at a time, every kernel and product split across threads.
+//!
+//! "Image side" is the convolution's input (a Convolution's bottom, a Deconvolution's top), "channel side" its
+//! output, `outputs × S` per image. Forward of a convolution gathers image side into channel side; forward of
+//! a deconvolution scatters channel side into image side; backward runs the other one for the input's gradient.
+
+use rayon::prelude::*;
+
+use super::conv::{col2im, from_channel_major, im2col, to_channel_major, ConvShape};
+use super::{for_each_block, matmul_with, MatMut, MatRef, Threads};
+use crate::memory::{self, AllocError};
+
+/// Patch values one chunk of images may gather: 128 Ki floats (512 KiB), which stay in a core's L2 cache
+/// beside the weights and the chunk's output.
+const CHUNK_PATCH_VALUES: usize = 1 << 17;
+/// Multiply-adds per image from which images run one at a time with the products split across threads.
+const SIDE_BY_SIDE_MACS: usize = 1 << 24;
+/// Side by side, a batch is cut into at least this many chunks (when it has the images), for an even load.
+const MIN_CHUNKS: usize = 8;
+/// The most weight-gradient partials (chunks × weights) worth keeping; beyond, images run one at a time.
+const MAX_PARTIAL_VALUES: usize = 1 << 23;
+
+/// Weight-gradient values each thread sums when the partials are added up.
+const REDUCE_BLOCK: usize = 4096;
+
+/// Which way a layer runs the convolution forward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Convolution: image side (bottom) into channel side (top).
+    Convolution,
+    /// Deconvolution: channel side (bottom) into image side (top).
+    Transposed,
+}
+
+/// The gradients backward writes: the weights' and the bias's (added to what they hold, as Caffe accumulates
+/// parameter gradients), and the bottom's (overwritten) when it is wanted.
+pub struct Gradients<'a> {
+    pub weights: &'a mut [f32],
+    pub bias: Option<&'a mut [f32]>,
+    pub input: Option<&'a mut [f32]>,
+}
+
+/// Scratch for one chunk at a time: its patches and its channel-major values.
+#[derive(Default)]
+struct Workspace {
+    cols: Vec<f32>,
+    channel_major: Vec<f32>,
+}
+
+/// The geometry of the products, shared by every chunk.
+struct Layout {
+    shape: ConvShape,
+    /// Channels of the channel side.
+    outputs: usize,
+    group: usize,
+}
+
+/// A convolution's geometry for a batch of `num` images with the buffers its passes need, made once per shape
+/// (at a layer's reshape) so that passes allocate nothing.
+pub struct Convolver {
+    layout: Layout,
+    num: usize,
+    /// Images per chunk, and chunks in the batch.
+    chunk: usize,
+    chunks: usize,
+    /// Chunks run side by side, one per thread; otherwise one image at a time on every thread.
+    side_by_side: bool,
+    workspaces: Vec<Workspace>,
+    /// Side by side: one weight gradient per chunk (`chunks × weights`).
+    weight_partials: Vec<f32>,
+    /// One bias gradient per chunk, in f64 (`chunks × top channels`).
+    bias_partials: Vec<f64>,
+}
+
+impl Layout {
+    fn positions(&self) -> usize {
+        self.shape.positions()
+    }
+
+    fn image_len(&self) -> usize {
+        self.shape.image_len()
+    }
+
+    fn channel_len(&self) -> usize {
+        self.outputs * self.positions()
+    }
+
+    fn weights<'a>(&self, weights: &'a [f32]) -> MatRef<'a> {
+        MatRef::new(weights, self.outputs, self.shape.patch_len() / self.group)
+    }
+
+    /// `channel = W · patches(image)` for `count` images. With `patches_ready`, `ws.cols` already holds the
+    /// patches of `image`.
+    #[allow(clippy::too_many_arguments)]
+    fn gather(
+        &self,
+        threads: Threads,
+        ws: &mut Workspace,
+        weights: &[f32],
+        count: usize,
+        image: &[f32],
+        channel: &mut [f32],
+        patches_ready: bool,
+    ) {
+        let (positions, patch) = (self.positions(), self.shape.patch_len());
+        let (width, kg, mg) = (
+            count * positions,
+            patch / self.group,
+            self.outputs / self.group,
+        );
+        let Workspace {
+            cols,
+            channel_major,
+        } = ws;
+        if !patches_ready {
+            im2col(threads, &self.shape, image, count, cols);
+        }
+        let cols = MatRef::new(cols, patch, width);
+        let w = self.weights(weights);
+        // One image's output is its channel side as the blob holds it; more are side by side, then reordered.
+        let direct = count == 1;
+        let target: &mut [f32] = if direct { channel } else { channel_major };
+        for g in 0..self.group {
+            let out = MatMut::new(&mut *target, self.outputs, width).rows(g * mg, mg);
+            matmul_with(
+                threads,
+                out,
+                w.rows(g * mg, mg),
+                cols.rows(g * kg, kg),
+                1.0,
+                0.0,
+            );
+        }
+        if !direct {
+            from_channel_major(
+                threads,
+                channel_major,
+                count,
+                self.outputs,
+                positions,
+                channel,
+                false,
+            );
+        }
+    }
+
+    /// `image = col2im(Wᵀ · channel)` for `count` images. With `channel_ready`, `ws.channel_major` already holds
+    /// `channel` channel-major (when `count` > 1).
+    #[allow(clippy::too_many_arguments)]
+    fn scatter(
+        &self,
+        threads: Threads,
+        ws: &mut Workspace,
+        weights: &[f32],
+        count: usize,
+        channel: &[f32],
+        image: &mut [f32],
+        channel_ready: bool,
+    ) {
+        let (positions, patch) = (self.positions(), self.shape.patch_len());
+        let (width, kg, mg) = (
+            count * positions,
+            patch / self.group,
+            self.outputs / self.group,
+        );
+        let Workspace {
+            cols,
+            channel_major,
+        } = ws;
+        let source: &[f32] = if count == 1 {
+            channel
+        } else {
+            if !channel_ready {
+                to_channel_major(
+                    threads,
+                    channel,
+                    count,
+                    self.outputs,
+                    positions,
+                    channel_major,
+                );
+            }
+            channel_major
+        };
+        let x = MatRef::new(source, self.outputs, width);
+        let w = self.weights(weights);
+        for g in 0..self.group {
+            let out = MatMut::new(cols, patch, width).rows(g * kg, kg);
+            matmul_with(
+                threads,
+                out,
+                w.rows(g * mg, mg).t(),
+                x.rows(g * mg, mg),
+                1.0,
+                0.0,
+            );
+        }
+        col2im(threads, &self.shape, cols, count, image);
+    }
+
+    /// `dw = beta·dw + channel · patches(image)ᵀ` for `count` images. Leaves the patches of `image` in `ws.cols`
+    /// and, when `count` > 1, `channel` channel-major in `ws.channel_major`.
+    #[allow(clippy::too_many_arguments)]
+    fn weight_gradient(
+        &self,
+        threads: Threads,
+        ws: &mut Workspace,
+        count: usize,
+        channel: &[f32],
+        image: &[f32],
+        dw: &mut [f32],
+        beta: f32,
+    ) {
+        let (positions, patch) = (self.positions(), self.shape.patch_len());
+        let (width, kg, mg) = (
+            count * positions,
+            patch / self.group,
+            self.outputs / self.group,
+        );
+        let Workspace {
+            cols,
+            channel_major,
+        } = ws;
+        im2col(threads, &self.shape, image, count, cols);
+        let source: &[f32] = if count == 1 {
+            channel
+        } else {
+            to_channel_major(
+                threads,
+                channel,
+                count,
+                self.outputs,
+                positions,
+                channel_major,
+            );
+            channel_major
+        };
+        let d = MatRef::new(source, self.outputs, width);
+        let cols = MatRef::new(cols, patch, width);
+        for g in 0..self.group {
+            let out = MatMut::new(&mut *dw, self.outputs, kg).rows(g * mg, mg);
+            matmul_with(
+                threads,
+                out,
+                d.rows(g * mg, mg),
+                cols.rows(g * kg, kg).t(),
+                1.0,
+                beta,
+            );
+        }
+    }
+}
+
+/// Adds `bias[c]` to every value of channel `c` of each image in `top` (images of `bias.len()` planes of
+/// `plane` values).
+fn add_bias(top: &mut [f32], bias: &[f32], plane: usize) {
+    if plane == 0 {
+        return;
+    }
+    for image in top.chunks_exact_mut(bias.len() * plane) {
+        for (channel, &b) in image.chunks_exact_mut(plane).zip(bias) {
+            channel.iter_mut().for_each(|v| *v += b);
+        }
+    }
+}
+
+/// `sums[c]` = the sum of channel `c` over the images in `top` (images of `sums.len()` planes of `plane`
+/// values).
+fn channel_sums(top: &[f32], sums: &mut [f64], plane: usize) {
+    sums.fill(0.0);
+    if plane == 0 {
+        return;
+    }
+    for image in top.chunks_exact(sums.len() * plane) {
+        for (channel, sum) in image.chunks_exact(plane).zip(sums.iter_mut()) {
+            *sum += channel.iter().map(|&v| f64::from(v)).sum::<f64>();
+        }
+    }
+}
+
+impl Convolver {
+    /// The convolution `shape` (of the image side) with `outputs` channel-side channels in `group` groups, for
+    /// `num` images and a top of `top_channels` channels (the bias's length); an error when its buffers
+    /// cannot be allocated.
+    pub fn new(
+        shape: ConvShape,
+        outputs: usize,
+        group: usize,
+        num: usize,
+        top_channels: usize,
+    ) -> Result<Convolver, AllocError> {
+        Self::planned(shape, outputs, group, num, top_channels, None)
+    }
+
+    /// [`Convolver::new`] with the plan given (images per chunk, side by side) instead of chosen.
+    fn planned(
+        shape: ConvShape,
+        outputs: usize,
+        group: usize,
+        num: usize,
+        top_channels: usize,
+        plan: Option<(usize, bool)>,
+    ) -> Result<Convolver, AllocError> {
+        let layout = Layout {
+            shape,
+            outputs,
+            group,
+        };
+        let (positions, patch) = (layout.positions(), layout.shape.patch_len());
+        let image_patches = patch * positions;
+        let image_macs = outputs * (patch / group.max(1)) * positions;
+        let weight_count = outputs * (patch / group.max(1));
+        let mut chunk = 1;
+        let mut side_by_side = false;
+        if num > 1 && image_macs < SIDE_BY_SIDE_MACS {
+            let by_cache = (CHUNK_PATCH_VALUES / image_patches.max(1)).max(1);
+            chunk = by_cache.min(num.div_ceil(MIN_CHUNKS)).max(1);
+            side_by_side = num.div_ceil(chunk) * weight_count <= MAX_PARTIAL_VALUES;
+            if !side_by_side {
+                chunk = 1;
+            }
+        }
+        if let Some(plan) = plan {
+            (chunk, side_by_side) = plan;
+        }
+        let chunks = num.div_ceil(chunk);
+        let workers = if side_by_side {
+            rayon::current_num_threads().clamp(1, chunks)
+        } else {
+            1
+        };
+        let mut workspaces = Vec::new();
+        for _ in 0..workers {
+            let mut ws = Workspace::default();
+            memory::resize(&mut ws.cols, patch * chunk * positions, 0.0, || {
+                "the convolution patches".into()
+            })?;
+            if chunk > 1 {
+                memory::resize(
+                    &mut ws.channel_major,
+                    outputs * chunk * positions,
+                    0.0,
+                    || "the convolution's channel-major buffer".into(),
+                )?;
+            }
+            workspaces.push(ws);
+        }
+        let weight_partials = if side_by_side {
+            memory::zeroed(chunks * weight_count, || {
+                "the convolution's weight-gradient partials".into()
+            })?
+        } else {
+            Vec::new()
+        };
+        let bias_partials = memory::zeroed(chunks * top_channels, || {
+            "the convolution's bias-gradient partials".into()
+        })?;
+        Ok(Convolver {
+            layout,
+            num,
+            chunk,
+            chunks,
+            side_by_side,
+            workspaces,
+            weight_partials,
+            bias_partials,
+        })
+    }
+
+    /// Images in the batch.
+    pub fn num(&self) -> usize {
+        self.num
+    }
+
+    /// The convolution's geometry.
+    pub fn shape(&self) -> &ConvShape {
+        &self.layout.shape
+    }
+
+    /// Values per image of the bottom and the top.
+    fn lens(&self, direction: Direction) -> (usize, usize) {
+        let (image, channel) = (self.layout.image_len(), self.layout.channel_len());
+        match direction {
+            Direction::Convolution => (image, channel),
+            Direction::Transposed => (channel, image),
+        }
+    }
+
+    /// Chunks per worker when side by side.
+    fn chunks_per_worker(&self) -> usize {
+        self.chunks.div_ceil(self.workspaces.len().max(1))
+    }
+
+    /// `top = conv(bottom) + bias` for the whole batch (`weights` as the layer holds them).
+    pub fn forward(
+        &mut self,
+        direction: Direction,
+        weights: &[f32],
+        bias: Option<&[f32]>,
+        bottom: &[f32],
+        top: &mut [f32],
+    ) {
+        let (x_len, y_len) = self.lens(direction);
+        let (n, chunk) = (self.num, self.chunk);
+        if n * y_len == 0 {
+            return;
+        }
+        let layout = &self.layout;
+        let work = |threads: Threads, ws: &mut Workspace, first: usize, y: &mut [f32]| {
+            let count = y.len() / y_len;
+            let x = &bottom[first * x_len..(first + count) * x_len];
+            match direction {
+                Direction::Convolution => layout.gather(threads, ws, weights, count, x, y, false),
+                Direction::Transposed => layout.scatter(threads, ws, weights, count, x, y, false),
+            }
+            if let Some(bias) = bias {
+                add_bias(y, bias, y_len / bias.len().max(1));
+            }
+        };
+        let top = &mut top[..n * y_len];
+        if !self.side_by_side {
+            for (c, y) in top.chunks_mut(chunk * y_len).enumerate() {
+                work(Threads::All, &mut self.workspaces[0], c * chunk, y);
+            }
+            return;
+        }
+        let per = self.chunks_per_worker();
+        top.par_chunks_mut(per * chunk * y_len)
+            .zip(self.workspaces.par_iter_mut())
+            .enumerate()
+            .for_each(|(worker, (top, ws))| {
+                for (j, y) in top.chunks_mut(chunk * y_len).enumerate() {
+                    work(Threads::One, ws, (worker * per + j) * chunk, y);
+                }
+            });
+    }
+
+    /// The gradients of the whole batch from the top's gradient `top_diff` and the bottom's values `bottom`.
+    pub fn backward(
+        &mut self,
+        direction: Direction,
+        weights: &[f32],
+        bottom: &[f32],
+        top_diff: &[f32],
+        gradients: Gradients<'_>,
+    ) {
+        let (x_len, y_len) = self.lens(direction);
+        let (n, chunk, chunks) = (self.num, self.chunk, self.chunks);
+        let Gradients {
+            weights: dw,
+            bias: db,
+            input: dx,
+        } = gradients;
+        if n * y_len == 0 {
+            if let Some(dx) = dx {
+                dx[..n * x_len].fill(0.0);
+            }
+            return;
+        }
+        let layout = &self.layout;
+        let per = self.chunks_per_worker();
+        let top_channels = db.as_ref().map_or(0, |db| db.len());
+        // One chunk: the weight gradient into `dw` (scaled by `beta` first), the bias's channel sums into
+        // `db_sums`, and the bottom's gradient into `dx`.
+        let work = |threads: Threads,
+                    ws: &mut Workspace,
+                    first: usize,
+                    count: usize,
+                    dx: Option<&mut [f32]>,
+                    dw: &mut [f32],
+                    beta: f32,
+                    db_sums: &mut [f64]| {
+            let x = &bottom[first * x_len..(first + count) * x_len];
+            let dy = &top_diff[first * y_len..(first + count) * y_len];
+            match direction {
+                Direction::Convolution => {
+                    layout.weight_gradient(threads, ws, count, dy, x, dw, beta);
+                    if let Some(dx) = dx {
+                        layout.scatter(threads, ws, weights, count, dy, dx, true);
+                    }
+                }
+                Direction::Transposed => {
+                    layout.weight_gradient(threads, ws, count, x, dy, dw, beta);
+                    if let Some(dx) = dx {
+                        layout.gather(threads, ws, weights, count, dy, dx, true);
+                    }
+                }
+            }
+            if !db_sums.is_empty() {
+                channel_sums(dy, db_sums, y_len / db_sums.len());
+            }
+        };
+        let mut dx = dx.map(|dx| &mut dx[..n * x_len]);
+        let bias_partials = &mut self.bias_partials[..chunks * top_channels];
+        if !self.side_by_side {
+            for c in 0..chunks {
+                let dx = dx
+                    .as_deref_mut()
+                    .map(|dx| &mut dx[c * x_len..(c + 1) * x_len]);
+                let db_sums = &mut bias_partials[c * top_channels..(c + 1) * top_channels];
+                work(
+                    Threads::All,
+                    &mut self.workspaces[0],
+                    c,
+                    1,
+                    dx,
+                    dw,
+                    1.0,
+                    db_sums,
+                );
+            }
+        } else {
+            let weight_count = dw.len();
+            let work = &work;
+            rayon::scope(|scope| {
+                let mut dx_rest = dx;
+                let mut dw_rest = &mut self.weight_partials[..chunks * weight_count];
+                let mut db_rest = &mut *bias_partials;
+                for (worker, ws) in self.workspaces.iter_mut().enumerate() {
+                    let first_chunk = worker * per;
+                    if first_chunk >= chunks {
+                        break;
+                    }
+                    let my_chunks = per.min(chunks - first_chunk);
+                    let first = first_chunk * chunk;
+                    let images = (my_chunks * chunk).min(n - first);
+                    let mut my_dx = dx_rest.take().map(|rest| {
+                        let (mine, rest) = rest.split_at_mut(images * x_len);
+                        dx_rest = Some(rest);
+                        mine
+                    });
+                    let (my_dw, rest) =
+                        std::mem::take(&mut dw_rest).split_at_mut(my_chunks * weight_count);
+                    dw_rest = rest;
+                    let (my_db, rest) =
+                        std::mem::take(&mut db_rest).split_at_mut(my_chunks * top_channels);
+                    db_rest = rest;
+                    scope.spawn(move |_| {
+                        for j in 0..my_chunks {
+                            let start = j * chunk;
+                            let count = chunk.min(images - start);
+                            let dx = my_dx
+                                .as_deref_mut()
+                                .map(|dx| &mut dx[start * x_len..(start + count) * x_len]);
+                            work(
+                                Threads::One,
+                                ws,
+                                first + start,
+                                count,
+                                dx,
+                                &mut my_dw[j * weight_count..(j + 1) * weight_count],
+                                0.0,
+                                &mut my_db[j * top_channels..(j + 1) * top_channels],
+                            );
+                        }
+                    });
+                }
+            });
+            // Partials summed in chunk order: the same result on any number of threads.
+            let partials = &self.weight_partials;
+            for_each_block(Threads::All, dw, REDUCE_BLOCK, |b, block| {
+                let start = b * REDUCE_BLOCK;
+                for partial in partials.chunks_exact(weight_count) {
+                    for (v, &p) in block.iter_mut().zip(&partial[start..]) {
+                        *v += p;
+                    }
+                }
+            });
+        }
+        if let Some(db) = db {
+            for (o, v) in db.iter_mut().enumerate() {
+                let total: f64 = (0..chunks)
+                    .map(|c| self.bias_partials[c * top_channels + o])
+                    .sum();
+                *v += total as f32;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(len: usize, seed: usize) -> Vec<f32> {
+        (0..len)
+            .map(|i| (((i * 7919 + seed * 104_729) % 211) as f32 / 105.0) - 1.0)
+            .collect()
+    }
+
+    fn dot(a: &[f32], b: &[f32]) -> f64 {
+        a.iter()
+            .zip(b)
+            .map(|(&x, &y)| f64::from(x) * f64::from(y))
+            .sum()
+    }
+
+    /// A grouped, strided, padded 2-D convolution of 7 images run every way a batch can be cut (one image at a
+    /// time, and side by side in chunks of 1, 3 and 7): forward equals the definition, and backward's
+    /// gradients satisfy the adjoint identities `<conv(x), g> = <x, dx>` and `<conv_V(x), g> = <V, dW>`.
+    #[test]
+    fn every_plan_computes_the_convolution_and_its_adjoints() {
+        let (num, group, outputs) = (7, 2, 6);
+        let shape = ConvShape::new(4, &[6, 5], &[3, 2], &[2, 1], &[1, 1], &[1, 2]).unwrap();
+        let (positions, patch) = (shape.positions(), shape.patch_len());
+        let (kg, mg, cg) = (patch / group, outputs / group, shape.channels / group);
+        let (image_len, channel_len) = (shape.image_len(), outputs * positions);
+        let weights = values(outputs * kg, 1);
+        let bias = values(outputs, 2);
+        let x = values(num * image_len, 3);
+        let g = values(num * channel_len, 4);
+        let other = values(outputs * kg, 5);
+        // The definition: y[n, o, p] = b[o] + sum over the group's patch values.
+        let mut cols = vec![0.0; patch * positions];
+        let mut expected = vec![0.0f32; num * channel_len];
+        for i in 0..num {
+            im2col(Threads::One, &shape, &x[i * image_len..], 1, &mut cols);
+            for o in 0..outputs {
+                let gi = o / mg;
+                for p in 0..positions {
+                    let mut v = f64::from(bias[o]);
+                    for k in 0..kg {
+                        let row = gi * cg * (patch / shape.channels) + k;
+                        v += f64::from(weights[o * kg + k]) * f64::from(cols[row * positions + p]);
+                    }
+                    expected[(i * outputs + o) * positions + p] = v as f32;
+                }
+            }
+        }
+        for plan in [(1, false), (1, true), (3, true), (7, true)] {
+            let mut conv =
+                Convolver::planned(shape.clone(), outputs, group, num, outputs, Some(plan))
+                    .unwrap();
+            assert_eq!(conv.chunks, num.div_ceil(plan.0));
+            let mut y = vec![f32::NAN; num * channel_len];
+            conv.forward(Direction::Convolution, &weights, Some(&bias), &x, &mut y);
+            for (a, b) in y.iter().zip(&expected) {
+                assert!((a - b).abs() < 1e-5, "{plan:?}: {a} vs {b}");
+            }
+            let mut dw = vec![0.5; weights.len()];
+            let mut db = vec![0.25; outputs];
+            let mut dx = vec![f32::NAN; x.len()];
+            conv.backward(
+                Direction::Convolution,
+                &weights,
+                &x,
+                &g,
+                Gradients {
+                    weights: &mut dw,
+                    bias: Some(&mut db),
+                    input: Some(&mut dx),
+                },
+            );
+            let mut y_nobias = vec![0.0; y.len()];
+            conv.forward(Direction::Convolution, &weights, None, &x, &mut y_nobias);
+            let lhs = dot(&y_nobias, &g);
+            assert!(
+                (lhs - dot(&x, &dx)).abs() < 1e-4 * lhs.abs().max(1.0),
+                "{plan:?} dx"
+            );
+            let mut y_other = vec![0.0; y.len()];
+            conv.forward(Direction::Convolution, &other, None, &x, &mut y_other);
+            let dw_net: Vec<f32> = dw.iter().map(|v| v - 0.5).collect();
+            let lhs = dot(&y_other, &g);
+            assert!(
+                (lhs - dot(&other, &dw_net)).abs() < 1e-4 * lhs.abs().max(1.0),
+                "{plan:?} dW"
+            );
+            for (o, &v) in db.iter().enumerate() {
+                let sum: f64 = (0..num)
+                    .flat_map(|i| {
+                        &g[(i * outputs + o) * positions..(i * outputs + o + 1) * positions]
+                    })
+                    .map(|&v| f64::from(v))
+                    .sum();
+                assert!((f64::from(v) - 0.25 - sum).abs() < 1e-4, "{plan:?} db");
+            }
+        }
+    }
+
+    /// The transposed direction (Deconvolution) is the adjoint of the convolution in every plan, forward and
+    /// for the input's gradient, and its weight gradient satisfies the same identity.
+    #[test]
+    fn transposed_runs_are_adjoint_in_every_plan() {
+        let (num, group, outputs) = (5, 1, 3);
+        let shape = ConvShape::new(2, &[7, 6], &[3, 3], &[2, 2], &[1, 0], &[1, 1]).unwrap();
+        let (image_len, channel_len) = (shape.image_len(), outputs * shape.positions());
+        let weights = values(outputs * shape.patch_len(), 6);
+        let other = values(weights.len(), 7);
+        let x = values(num * channel_len, 8);
+        let g = values(num * image_len, 9);
+        let z = values(num * image_len, 10);
+        for plan in [(1, false), (2, true), (5, true)] {
+            let mut conv =
+                Convolver::planned(shape.clone(), outputs, group, num, 2, Some(plan)).unwrap();
+            let mut y = vec![0.0; num * image_len];
+            conv.forward(Direction::Transposed, &weights, None, &x, &mut y);
+            // <deconv(x), z> = <x, conv(z)>.
+            let mut cz = vec![0.0; num * channel_len];
+            conv.forward(Direction::Convolution, &weights, None, &z, &mut cz);
+            let lhs = dot(&y, &z);
+            assert!(
+                (lhs - dot(&x, &cz)).abs() < 1e-4 * lhs.abs().max(1.0),
+                "{plan:?}"
+            );
+            let (mut dw, mut dx) = (vec![0.0; weights.len()], vec![0.0; x.len()]);
+            conv.backward(
+                Direction::Transposed,
+                &weights,
+                &x,
+                &g,
+                Gradients {
+                    weights: &mut dw,
+                    bias: None,
+                    input: Some(&mut dx),
+                },
+            );
+            let lhs = dot(&y, &g);
+            assert!(
+                (lhs - dot(&x, &dx)).abs() < 1e-4 * lhs.abs().max(1.0),
+                "{plan:?} dx"
+            );
+            let mut y_other = vec![0.0; y.len()];
+            conv.forward(Direction::Transposed, &other, None, &x, &mut y_other);
+            let lhs = dot(&y_other, &g);
+            assert!(
+                (lhs - dot(&other, &dw)).abs() < 1e-4 * lhs.abs().max(1.0),
+                "{plan:?} dW"
+            );
+        }
+    }
+
+    #[test]
+    fn small_images_run_side_by_side_and_large_ones_one_at_a_time() {
+        let lenet = ConvShape::new(20, &[12, 12], &[5, 5], &[1, 1], &[0, 0], &[1, 1]).unwrap();
+        let conv = Convolver::new(lenet, 50, 1, 64, 50).unwrap();
+        assert!(conv.side_by_side);
+        assert_eq!((conv.chunk, conv.chunks), (4, 16));
+        let fcn = ConvShape::new(64, &[64, 64], &[3, 3], &[1, 1], &[1, 1], &[1, 1]).unwrap();
+        let conv = Convolver::new(fcn, 64, 1, 4, 64).unwrap();
+        assert!(!conv.side_by_side);
+        assert_eq!((conv.chunk, conv.chunks), (1, 4));
+    }
+}
