@@ -186,6 +186,39 @@ fn row_runs_2d(
     }
 }
 
+/// Lanes moved at once by [`copy_run`] and [`add_run`].
+const LANES: usize = 16;
+
+/// `dst = src` for the short runs of image rows that patches are made of: in fixed-size blocks, because a call
+/// to `memcpy` per run of a few values costs more than the copy.
+#[inline(always)]
+fn copy_run(dst: &mut [f32], src: &[f32]) {
+    let mut d = dst.chunks_exact_mut(LANES);
+    let mut s = src.chunks_exact(LANES);
+    for (d, s) in (&mut d).zip(&mut s) {
+        let block: [f32; LANES] = s.try_into().unwrap_or([0.0; LANES]);
+        d.copy_from_slice(&block);
+    }
+    for (d, &s) in d.into_remainder().iter_mut().zip(s.remainder()) {
+        *d = s;
+    }
+}
+
+/// `dst += src` for short runs, as [`copy_run`].
+#[inline(always)]
+fn add_run(dst: &mut [f32], src: &[f32]) {
+    let mut d = dst.chunks_exact_mut(LANES);
+    let mut s = src.chunks_exact(LANES);
+    for (d, s) in (&mut d).zip(&mut s) {
+        for (d, &s) in d.iter_mut().zip(s) {
+            *d += s;
+        }
+    }
+    for (d, &s) in d.into_remainder().iter_mut().zip(s.remainder()) {
+        *d += s;
+    }
+}
+
 /// The patch matrix of `n` images: `cols` (`patch_len × (n·positions)`) receives, for each patch value (row)
 /// and each output position of each image (column), the input value it reads, 0 in the padding. With
 /// [`Threads::All`] rows are filled in parallel.
@@ -219,7 +252,7 @@ pub fn im2col(threads: Threads, shape: &ConvShape, images: &[f32], n: usize, col
                 out[end..].fill(0.0);
                 let line = &image[line..];
                 if sw == 1 {
-                    out[first..end].copy_from_slice(&line[x..x + end - first]);
+                    copy_run(&mut out[first..end], &line[x..x + end - first]);
                 } else {
                     for (o, &v) in out[first..end].iter_mut().zip(line[x..].iter().step_by(sw)) {
                         *o = v;
@@ -265,10 +298,7 @@ pub fn col2im(threads: Threads, shape: &ConvShape, cols: &[f32], n: usize, image
                 let Some(line) = line else { return };
                 let values = &values[oy * ow + first..oy * ow + end];
                 if sw == 1 {
-                    let out = &mut image[line + x..line + x + values.len()];
-                    for (o, &v) in out.iter_mut().zip(values) {
-                        *o += v;
-                    }
+                    add_run(&mut image[line + x..line + x + values.len()], values);
                 } else {
                     for (o, &v) in image[line + x..].iter_mut().step_by(sw).zip(values) {
                         *o += v;

@@ -5,12 +5,17 @@
 //! - A blob version read by several bottoms (or read and also weighted in the loss) gets a Split layer after
 //!   its producer, named as Caffe names it (`x_conv1_0_split`), whose tops feed one reader each; its backward
 //!   sums their gradients.
+//! - A loss layer given no top gets one (Caffe's AutoTopBlobs), named `(automatic)`: it weighs in the loss,
+//!   but no layer can read it and it is not an output of the net.
 //! - Blob ids are given in the order layers run, each layer's tops consecutively, so every bottom of a layer
 //!   has a smaller id than any of its tops (the net relies on this to lend out bottoms and tops at once).
 
 use std::collections::HashMap;
 
 use crema_proto::LayerParameter;
+
+/// The name of the tops a loss layer gets when it names none.
+pub const AUTOMATIC_TOP: &str = "(automatic)";
 
 /// One layer of the wired net.
 #[derive(Debug, Clone)]
@@ -33,14 +38,22 @@ pub struct Node {
 pub struct Graph {
     pub nodes: Vec<Node>,
     pub blob_names: Vec<String>,
+    /// Whether each blob is an [`AUTOMATIC_TOP`].
+    pub automatic: Vec<bool>,
 }
 
-/// Wires `layers`, whose tops carry `loss_weights` (one list per layer, one weight per top).
-pub fn wire(layers: &[LayerParameter], loss_weights: &[Vec<f32>]) -> Result<Graph, String> {
+/// Wires `layers`, whose tops carry `loss_weights` (one list per layer, one weight per top) and whose last
+/// `automatic[i]` tops are [`AUTOMATIC_TOP`]s.
+pub fn wire(
+    layers: &[LayerParameter],
+    loss_weights: &[Vec<f32>],
+    automatic: &[usize],
+) -> Result<Graph, String> {
     // Pass 1: give every top a version id, and resolve every bottom to the version it reads.
     let mut latest: HashMap<&str, usize> = HashMap::new();
     let mut version_names: Vec<&str> = Vec::new();
     let mut version_producer: Vec<(usize, usize)> = Vec::new(); // (layer, top index)
+    let mut version_automatic: Vec<bool> = Vec::new();
     let mut bottoms: Vec<Vec<usize>> = Vec::with_capacity(layers.len());
     let mut tops: Vec<Vec<usize>> = Vec::with_capacity(layers.len());
     for (i, layer) in layers.iter().enumerate() {
@@ -56,7 +69,16 @@ pub fn wire(layers: &[LayerParameter], loss_weights: &[Vec<f32>]) -> Result<Grap
             reads.push(version);
         }
         let mut writes = Vec::with_capacity(layer.top.len());
+        let named = layer.top.len() - automatic.get(i).copied().unwrap_or(0);
         for (j, name) in layer.top.iter().enumerate() {
+            if j >= named {
+                // Anonymous: nothing can read it, so it clashes with nothing.
+                writes.push(version_names.len());
+                version_names.push(name);
+                version_producer.push((i, j));
+                version_automatic.push(true);
+                continue;
+            }
             if layer.top[..j].contains(name) {
                 return Err(format!(
                     "layer \"{}\": top \"{name}\" is listed twice",
@@ -75,6 +97,7 @@ pub fn wire(layers: &[LayerParameter], loss_weights: &[Vec<f32>]) -> Result<Grap
             let version = version_names.len();
             version_names.push(name);
             version_producer.push((i, j));
+            version_automatic.push(false);
             latest.insert(name, version);
             writes.push(version);
         }
@@ -99,6 +122,7 @@ pub fn wire(layers: &[LayerParameter], loss_weights: &[Vec<f32>]) -> Result<Grap
     let mut graph = Graph {
         nodes: Vec::new(),
         blob_names: Vec::new(),
+        automatic: Vec::new(),
     };
     let mut final_id: Vec<usize> = vec![usize::MAX; version_names.len()];
     let mut split_outputs: HashMap<usize, Vec<usize>> = HashMap::new();
@@ -119,6 +143,7 @@ pub fn wire(layers: &[LayerParameter], loss_weights: &[Vec<f32>]) -> Result<Grap
         for &version in &tops[i] {
             final_id[version] = graph.blob_names.len();
             graph.blob_names.push(version_names[version].to_owned());
+            graph.automatic.push(version_automatic[version]);
         }
         let mut node_loss = loss_weights[i].clone();
         node_loss.resize(tops[i].len(), 0.0);
@@ -153,6 +178,7 @@ pub fn wire(layers: &[LayerParameter], loss_weights: &[Vec<f32>]) -> Result<Grap
                 let name = format!("{blob}_{}_{j}_split_{k}", layer.name());
                 split.top.push(name.clone());
                 graph.blob_names.push(name);
+                graph.automatic.push(false);
             }
             let mut split_loss = vec![0.0; count];
             if weighted(version) {
@@ -193,7 +219,7 @@ mod tests {
         let net = layers(
             "layer { name: 'in' top: 'x' } layer { name: 'relu' bottom: 'x' top: 'x' } layer { name: 'fc' bottom: 'x' top: 'y' }",
         );
-        let graph = wire(&net, &no_loss(&net)).unwrap();
+        let graph = wire(&net, &no_loss(&net), &[]).unwrap();
         assert_eq!(graph.blob_names, ["x", "x", "y"]);
         assert_eq!(graph.nodes[1].bottoms, [0]);
         assert_eq!(graph.nodes[1].first_top, 1);
@@ -205,7 +231,7 @@ mod tests {
         let net = layers(
             "layer { name: 'in' top: 'x' } layer { name: 'a' bottom: 'x' top: 'a' } layer { name: 'b' bottom: 'x' bottom: 'a' top: 'b' }",
         );
-        let graph = wire(&net, &no_loss(&net)).unwrap();
+        let graph = wire(&net, &no_loss(&net), &[]).unwrap();
         let names: Vec<_> = graph.nodes.iter().map(|n| n.source).collect();
         assert_eq!(names, [Some(0), None, Some(1), Some(2)]);
         let split = &graph.nodes[1];
@@ -225,7 +251,7 @@ mod tests {
     #[test]
     fn a_weighted_top_that_is_also_read_keeps_its_weight_on_split_top_zero() {
         let net = layers("layer { name: 'in' top: 'x' } layer { name: 'r' bottom: 'x' top: 'y' }");
-        let graph = wire(&net, &[vec![2.0], vec![0.0]]).unwrap();
+        let graph = wire(&net, &[vec![2.0], vec![0.0]], &[]).unwrap();
         assert_eq!(graph.nodes[0].loss_weights, [0.0]);
         assert_eq!(graph.nodes[1].loss_weights, [2.0, 0.0]);
         assert_eq!(graph.nodes[2].bottoms, [2]);
@@ -234,11 +260,11 @@ mod tests {
     #[test]
     fn unknown_bottoms_and_second_producers_are_errors() {
         let net = layers("layer { name: 'a' bottom: 'nope' top: 'y' }");
-        assert!(wire(&net, &no_loss(&net))
+        assert!(wire(&net, &no_loss(&net), &[])
             .unwrap_err()
             .contains("bottom[0] \"nope\" is not produced"));
         let net = layers("layer { name: 'a' top: 'y' } layer { name: 'b' top: 'y' }");
-        assert!(wire(&net, &no_loss(&net))
+        assert!(wire(&net, &no_loss(&net), &[])
             .unwrap_err()
             .contains("already produced by layer \"a\""));
     }

@@ -83,6 +83,8 @@ pub struct Net {
     blob_names: Vec<String>,
     /// Whether each blob is an output of an inserted Split (internal wiring, not a blob of the prototxt).
     blob_is_split: Vec<bool>,
+    /// Whether each blob is the anonymous top of a loss layer that named none (never a net output).
+    blob_is_automatic: Vec<bool>,
     params: Vec<ParamInfo>,
     inputs: Vec<usize>,
     outputs: Vec<usize>,
@@ -156,9 +158,18 @@ impl Net {
         // Make every layer, and settle loss weights (a loss layer's first top weighs 1 unless told otherwise).
         let mut made: Vec<Option<Box<dyn Layer>>> = Vec::with_capacity(kept.len());
         let mut loss_weights = Vec::with_capacity(kept.len());
-        for (index, layer_param) in kept.iter().enumerate() {
+        let mut automatic = vec![0; kept.len()];
+        for (index, layer_param) in kept.iter_mut().enumerate() {
             let layer = Self::make_layer(layer_param, phase, options, index as u64)
                 .map_err(|reason| layer_error(layer_param, reason))?;
+            // As Caffe's AutoTopBlobs: a loss layer short of tops gets anonymous ones.
+            if layer.is_loss() {
+                while layer_param.top.len() < layer.top_arity().min {
+                    layer_param.top.push(graph::AUTOMATIC_TOP.to_owned());
+                    automatic[index] += 1;
+                }
+            }
+            let layer_param = &*layer_param;
             let tops = layer_param.top.len();
             let weights = if layer_param.loss_weight.is_empty() {
                 let mut weights = vec![0.0; tops];
@@ -209,7 +220,7 @@ impl Net {
             loss_weights.push(weights);
         }
 
-        let wired = graph::wire(&kept, &loss_weights).map_err(net_error)?;
+        let wired = graph::wire(&kept, &loss_weights, &automatic).map_err(net_error)?;
         let mut net = Net {
             name: param.name().to_owned(),
             origin: origin.clone(),
@@ -219,6 +230,7 @@ impl Net {
                 .map(|_| Blob::default())
                 .collect(),
             blob_is_split: vec![false; wired.blob_names.len()],
+            blob_is_automatic: wired.automatic,
             blob_names: wired.blob_names,
             params: Vec::new(),
             inputs: Vec::new(),
@@ -576,7 +588,9 @@ impl Net {
             }
         }
         // Sorted by name, as Caffe lists its outputs (it gathers them in a std::set), so logs line up.
-        self.outputs = (0..self.blobs.len()).filter(|&b| !read[b]).collect();
+        self.outputs = (0..self.blobs.len())
+            .filter(|&b| !read[b] && !self.blob_is_automatic[b])
+            .collect();
         self.outputs
             .sort_by(|&a, &b| self.blob_names[a].cmp(&self.blob_names[b]));
     }

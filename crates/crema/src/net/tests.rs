@@ -287,3 +287,43 @@ layer { name: "d" type: "Dropout" bottom: "x" top: "y" }
     net.forward().unwrap();
     assert_eq!(net.blob("y").unwrap().data(), [1.0, 2.0]);
 }
+
+/// A loss layer that names no top gets an anonymous one, as in Caffe (the PASCAL fine-tuning example relies on
+/// it): it weighs 1 in the loss, no layer can read it, and it is not an output; two such layers do not clash.
+#[test]
+fn a_loss_layer_without_a_top_still_counts_in_the_loss() {
+    let definition = "
+        layer { name: 'd' type: 'Input' top: 'a' top: 'b' input_param { shape { dim: 2 dim: 3 } } }
+        layer { name: 'l1' type: 'EuclideanLoss' bottom: 'a' bottom: 'b' }
+        layer { name: 'l2' type: 'EuclideanLoss' bottom: 'a' bottom: 'b' loss_weight: 3 }
+        layer { name: 'named' type: 'EuclideanLoss' bottom: 'a' bottom: 'b' top: 'named' }";
+    let mut built = net(definition, Phase::Train, &[]).unwrap();
+    assert_eq!(built.output_names(), ["named"]);
+    built.blob_mut("a").unwrap().data_mut().fill(1.0);
+    built.blob_mut("b").unwrap().data_mut().fill(0.0);
+    // Each EuclideanLoss is sum((a - b)²) / (2·num) = 6 / 4 = 1.5; weights 1, 3 and 1.
+    let loss = built.forward().unwrap();
+    assert!((loss - 1.5 * 5.0).abs() < 1e-5, "{loss}");
+    assert_eq!(
+        built
+            .blob_names()
+            .iter()
+            .filter(|n| *n == super::graph::AUTOMATIC_TOP)
+            .count(),
+        2
+    );
+    let err = net(
+        "layer { name: 'd' type: 'Input' top: 'a' top: 'b' input_param { shape { dim: 2 dim: 3 } } }
+         layer { name: 'l1' type: 'EuclideanLoss' bottom: 'a' bottom: 'b' }
+         layer { name: 'p' type: 'Power' bottom: '(automatic)' top: 'p' }",
+        Phase::Train,
+        &[],
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(
+        err.contains("bottom[0] \"(automatic)\" is not produced"),
+        "{err}"
+    );
+}
