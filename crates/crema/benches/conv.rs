@@ -1,8 +1,9 @@
 //! Convolution kernels and layers at the shapes of the timing nets (LeNet's conv2, a CaffeNet and an FCN
-//! layer): patch gathering alone, the matrix product alone, and the layer's forward + backward.
+//! layer): patch gathering alone, the matrix product alone, and the layer's forward + backward; and LeNet's
+//! first max pooling.
 //! Run with `cargo bench -p crema --bench conv`.
 
-use crema::layers::convolution;
+use crema::layers::{convolution, pooling};
 use crema::math::conv::{im2col, ConvShape};
 use crema::math::{matmul, MatMut, MatRef, Threads};
 use crema::proto::caffe::Phase;
@@ -107,6 +108,29 @@ fn bench(c: &mut Criterion) {
             b.iter(|| layer.backward(&[&y], &[true], &mut [&mut x]).unwrap())
         });
     }
+    let param: LayerParameter = crema::proto::text::parse(
+        "pooling_param { pool: MAX kernel_size: 2 stride: 2 }",
+        "bench",
+    )
+    .unwrap();
+    let mut ctx = LayerContext {
+        param: &param,
+        phase: Phase::Train,
+        search_dirs: &[],
+        rng: crema::math::rng(0, 0),
+    };
+    let mut pool = pooling::create(&mut ctx).unwrap();
+    let mut x = uniform_blob(&[64, 20, 24, 24], -1.0, 1.0, 3);
+    let mut y = Blob::default();
+    pool.setup(&[&x], &mut [&mut y]).unwrap();
+    pool.reshape(&[&x], &mut [&mut y]).unwrap();
+    y.diff_mut().fill(0.5);
+    group.bench_function("lenet_pool1_b64/forward", |b| {
+        b.iter(|| pool.forward(&[&x], &mut [&mut y]).unwrap())
+    });
+    group.bench_function("lenet_pool1_b64/backward", |b| {
+        b.iter(|| pool.backward(&[&y], &[true], &mut [&mut x]).unwrap())
+    });
     group.finish();
 }
 
