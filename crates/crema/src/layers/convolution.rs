@@ -316,6 +316,7 @@ impl Layer for Convolution {
         if !unchanged {
             self.convolver = None;
             self.convolver = Some(Convolver::new(
+                self.direction(),
                 shape,
                 conv_out,
                 self.group,
@@ -327,12 +328,10 @@ impl Layer for Convolution {
     }
 
     fn forward(&mut self, bottom: &[&Blob], top: &mut [&mut Blob]) -> LayerResult {
-        let direction = self.direction();
         let Some(convolver) = &mut self.convolver else {
             return Err(LayerError::new("forward before reshape"));
         };
         convolver.forward(
-            direction,
             self.blobs[0].data(),
             self.blobs.get(1).map(Blob::data),
             bottom[0].data(),
@@ -347,7 +346,6 @@ impl Layer for Convolution {
         propagate_down: &[bool],
         bottom: &mut [&mut Blob],
     ) -> LayerResult {
-        let direction = self.direction();
         let Some(convolver) = &mut self.convolver else {
             return Err(LayerError::new("backward before reshape"));
         };
@@ -355,7 +353,6 @@ impl Layer for Convolution {
         let (weights, dweights) = weights[0].data_and_diff_mut();
         let (x, dx) = bottom[0].data_and_diff_mut();
         convolver.backward(
-            direction,
             weights,
             x,
             top[0].diff(),

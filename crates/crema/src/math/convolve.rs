@@ -28,6 +28,11 @@ const SIDE_BY_SIDE_MACS: usize = 1 << 24;
 const MIN_CHUNKS: usize = 8;
 /// The most weight-gradient partials (chunks × weights) worth keeping; beyond, images run one at a time.
 const MAX_PARTIAL_VALUES: usize = 1 << 23;
+/// One image at a time, a strided convolution keeps the batch's patches from forward for backward when they
+/// take at most this many values (256 MiB). Strided patches are gathered value by value (CaffeNet's conv1: about
+/// as long as its product), so gathering them again costs more than keeping them; stride-1 patches are copied in
+/// runs, and gathering them again into cache beats reading them back from memory.
+const MAX_KEPT_PATCHES: usize = 1 << 26;
 
 /// Weight-gradient values each thread sums when the partials are added up.
 const REDUCE_BLOCK: usize = 4096;
@@ -49,6 +54,17 @@ pub struct Gradients<'a> {
     pub input: Option<&'a mut [f32]>,
 }
 
+/// Where the patches of a chunk's image side come from.
+#[derive(Clone, Copy)]
+enum Patches<'a> {
+    /// Gathered now, into the workspace.
+    Gather,
+    /// Already in the workspace (gathered by the previous step).
+    InWorkspace,
+    /// Kept from forward.
+    Kept(&'a [f32]),
+}
+
 /// Scratch for one chunk at a time: its patches and its channel-major values.
 #[derive(Default)]
 struct Workspace {
@@ -67,6 +83,7 @@ struct Layout {
 /// A convolution's geometry for a batch of `num` images with the buffers its passes need, made once per shape
 /// (at a layer's reshape) so that passes allocate nothing.
 pub struct Convolver {
+    direction: Direction,
     layout: Layout,
     num: usize,
     /// Images per chunk, and chunks in the batch.
@@ -79,6 +96,10 @@ pub struct Convolver {
     weight_partials: Vec<f32>,
     /// One bias gradient per chunk, in f64 (`chunks × top channels`).
     bias_partials: Vec<f64>,
+    /// One image at a time: the patches of every image (`num × patch_len × positions`), gathered in forward,
+    /// when they are worth keeping; and whether forward has filled them since the last reshape.
+    kept: Vec<f32>,
+    kept_filled: bool,
 }
 
 impl Layout {
@@ -98,8 +119,26 @@ impl Layout {
         MatRef::new(weights, self.outputs, self.shape.patch_len() / self.group)
     }
 
-    /// `channel = W · patches(image)` for `count` images. With `patches_ready`, `ws.cols` already holds the
-    /// patches of `image`.
+    /// The patches of `count` images of `image`, gathered into `cols` when `patches` says so.
+    fn patches<'a>(
+        &self,
+        threads: Threads,
+        cols: &'a mut [f32],
+        count: usize,
+        image: &[f32],
+        patches: Patches<'a>,
+    ) -> &'a [f32] {
+        match patches {
+            Patches::Gather => {
+                im2col(threads, &self.shape, image, count, cols);
+                cols
+            }
+            Patches::InWorkspace => cols,
+            Patches::Kept(kept) => kept,
+        }
+    }
+
+    /// `channel = W · patches(image)` for `count` images, the patches from `patches`.
     #[allow(clippy::too_many_arguments)]
     fn gather(
         &self,
@@ -109,7 +148,7 @@ impl Layout {
         count: usize,
         image: &[f32],
         channel: &mut [f32],
-        patches_ready: bool,
+        patches: Patches<'_>,
     ) {
         let (positions, patch) = (self.positions(), self.shape.patch_len());
         let (width, kg, mg) = (
@@ -121,10 +160,11 @@ impl Layout {
             cols,
             channel_major,
         } = ws;
-        if !patches_ready {
-            im2col(threads, &self.shape, image, count, cols);
-        }
-        let cols = MatRef::new(cols, patch, width);
+        let cols = MatRef::new(
+            self.patches(threads, cols, count, image, patches),
+            patch,
+            width,
+        );
         let w = self.weights(weights);
         // One image's output is its channel side as the blob holds it; more are side by side, then reordered.
         let direct = count == 1;
@@ -207,8 +247,8 @@ impl Layout {
         col2im(threads, &self.shape, cols, count, image);
     }
 
-    /// `dw = beta·dw + channel · patches(image)ᵀ` for `count` images. Leaves the patches of `image` in `ws.cols`
-    /// and, when `count` > 1, `channel` channel-major in `ws.channel_major`.
+    /// `dw = beta·dw + channel · patches(image)ᵀ` for `count` images, the patches from `patches`. Leaves them
+    /// in `ws.cols` when gathered, and when `count` > 1, `channel` channel-major in `ws.channel_major`.
     #[allow(clippy::too_many_arguments)]
     fn weight_gradient(
         &self,
@@ -217,6 +257,7 @@ impl Layout {
         count: usize,
         channel: &[f32],
         image: &[f32],
+        patches: Patches<'_>,
         dw: &mut [f32],
         beta: f32,
     ) {
@@ -230,7 +271,7 @@ impl Layout {
             cols,
             channel_major,
         } = ws;
-        im2col(threads, &self.shape, image, count, cols);
+        let cols = self.patches(threads, cols, count, image, patches);
         let source: &[f32] = if count == 1 {
             channel
         } else {
@@ -302,23 +343,25 @@ impl Convolver {
     /// `num` images and a top of `top_channels` channels (the bias's length); an error when its buffers
     /// cannot be allocated.
     pub fn new(
+        direction: Direction,
         shape: ConvShape,
         outputs: usize,
         group: usize,
         num: usize,
         top_channels: usize,
     ) -> Result<Convolver, AllocError> {
-        Self::planned(shape, outputs, group, num, top_channels, None)
+        Self::planned(direction, shape, outputs, group, num, top_channels, None)
     }
 
-    /// [`Convolver::new`] with the plan given (images per chunk, side by side) instead of chosen.
+    /// [`Convolver::new`] with the plan given (images per chunk, side by side, patches kept) instead of chosen.
     fn planned(
+        direction: Direction,
         shape: ConvShape,
         outputs: usize,
         group: usize,
         num: usize,
         top_channels: usize,
-        plan: Option<(usize, bool)>,
+        plan: Option<(usize, bool, bool)>,
     ) -> Result<Convolver, AllocError> {
         let layout = Layout {
             shape,
@@ -339,8 +382,8 @@ impl Convolver {
                 chunk = 1;
             }
         }
-        if let Some(plan) = plan {
-            (chunk, side_by_side) = plan;
+        if let Some((given_chunk, given_side_by_side, _)) = plan {
+            (chunk, side_by_side) = (given_chunk, given_side_by_side);
         }
         let chunks = num.div_ceil(chunk);
         let workers = if side_by_side {
@@ -374,7 +417,22 @@ impl Convolver {
         let bias_partials = memory::zeroed(chunks * top_channels, || {
             "the convolution's bias-gradient partials".into()
         })?;
+        let strided = layout.shape.stride.last().is_some_and(|&s| s > 1);
+        let keep = direction == Direction::Convolution
+            && !side_by_side
+            && plan.map_or(
+                strided && num * image_patches <= MAX_KEPT_PATCHES,
+                |(_, _, keep)| keep,
+            );
+        let kept = if keep {
+            memory::zeroed(num * image_patches, || {
+                "the convolution patches kept for backward".into()
+            })?
+        } else {
+            Vec::new()
+        };
         Ok(Convolver {
+            direction,
             layout,
             num,
             chunk,
@@ -383,6 +441,8 @@ impl Convolver {
             workspaces,
             weight_partials,
             bias_partials,
+            kept,
+            kept_filled: false,
         })
     }
 
@@ -397,9 +457,9 @@ impl Convolver {
     }
 
     /// Values per image of the bottom and the top.
-    fn lens(&self, direction: Direction) -> (usize, usize) {
+    fn lens(&self) -> (usize, usize) {
         let (image, channel) = (self.layout.image_len(), self.layout.channel_len());
-        match direction {
+        match self.direction {
             Direction::Convolution => (image, channel),
             Direction::Transposed => (channel, image),
         }
@@ -413,23 +473,27 @@ impl Convolver {
     /// `top = conv(bottom) + bias` for the whole batch (`weights` as the layer holds them).
     pub fn forward(
         &mut self,
-        direction: Direction,
         weights: &[f32],
         bias: Option<&[f32]>,
         bottom: &[f32],
         top: &mut [f32],
     ) {
-        let (x_len, y_len) = self.lens(direction);
-        let (n, chunk) = (self.num, self.chunk);
+        let (x_len, y_len) = self.lens();
+        let (n, chunk, direction) = (self.num, self.chunk, self.direction);
+        self.kept_filled = false;
         if n * y_len == 0 {
             return;
         }
         let layout = &self.layout;
-        let work = |threads: Threads, ws: &mut Workspace, first: usize, y: &mut [f32]| {
+        let work = |threads: Threads,
+                    ws: &mut Workspace,
+                    first: usize,
+                    y: &mut [f32],
+                    patches: Patches<'_>| {
             let count = y.len() / y_len;
             let x = &bottom[first * x_len..(first + count) * x_len];
             match direction {
-                Direction::Convolution => layout.gather(threads, ws, weights, count, x, y, false),
+                Direction::Convolution => layout.gather(threads, ws, weights, count, x, y, patches),
                 Direction::Transposed => layout.scatter(threads, ws, weights, count, x, y, false),
             }
             if let Some(bias) = bias {
@@ -438,9 +502,19 @@ impl Convolver {
         };
         let top = &mut top[..n * y_len];
         if !self.side_by_side {
-            for (c, y) in top.chunks_mut(chunk * y_len).enumerate() {
-                work(Threads::All, &mut self.workspaces[0], c * chunk, y);
+            let image_patches = self.layout.shape.patch_len() * self.layout.positions();
+            for (c, y) in top.chunks_mut(y_len).enumerate() {
+                let patches = if self.kept.is_empty() {
+                    Patches::Gather
+                } else {
+                    let x = &bottom[c * x_len..(c + 1) * x_len];
+                    let kept = &mut self.kept[c * image_patches..(c + 1) * image_patches];
+                    im2col(Threads::All, &self.layout.shape, x, 1, kept);
+                    Patches::Kept(kept)
+                };
+                work(Threads::All, &mut self.workspaces[0], c, y, patches);
             }
+            self.kept_filled = !self.kept.is_empty();
             return;
         }
         let per = self.chunks_per_worker();
@@ -449,7 +523,13 @@ impl Convolver {
             .enumerate()
             .for_each(|(worker, (top, ws))| {
                 for (j, y) in top.chunks_mut(chunk * y_len).enumerate() {
-                    work(Threads::One, ws, (worker * per + j) * chunk, y);
+                    work(
+                        Threads::One,
+                        ws,
+                        (worker * per + j) * chunk,
+                        y,
+                        Patches::Gather,
+                    );
                 }
             });
     }
@@ -457,14 +537,13 @@ impl Convolver {
     /// The gradients of the whole batch from the top's gradient `top_diff` and the bottom's values `bottom`.
     pub fn backward(
         &mut self,
-        direction: Direction,
         weights: &[f32],
         bottom: &[f32],
         top_diff: &[f32],
         gradients: Gradients<'_>,
     ) {
-        let (x_len, y_len) = self.lens(direction);
-        let (n, chunk, chunks) = (self.num, self.chunk, self.chunks);
+        let (x_len, y_len) = self.lens();
+        let (n, chunk, chunks, direction) = (self.num, self.chunk, self.chunks, self.direction);
         let Gradients {
             weights: dw,
             bias: db,
@@ -481,6 +560,8 @@ impl Convolver {
         let top_channels = db.as_ref().map_or(0, |db| db.len());
         // One chunk: the weight gradient into `dw` (scaled by `beta` first), the bias's channel sums into
         // `db_sums`, and the bottom's gradient into `dx`.
+        let kept: Option<&[f32]> = self.kept_filled.then_some(&self.kept);
+        let image_patches = layout.shape.patch_len() * layout.positions();
         let work = |threads: Threads,
                     ws: &mut Workspace,
                     first: usize,
@@ -493,15 +574,18 @@ impl Convolver {
             let dy = &top_diff[first * y_len..(first + count) * y_len];
             match direction {
                 Direction::Convolution => {
-                    layout.weight_gradient(threads, ws, count, dy, x, dw, beta);
+                    let patches = kept.map_or(Patches::Gather, |kept| {
+                        Patches::Kept(&kept[first * image_patches..(first + count) * image_patches])
+                    });
+                    layout.weight_gradient(threads, ws, count, dy, x, patches, dw, beta);
                     if let Some(dx) = dx {
                         layout.scatter(threads, ws, weights, count, dy, dx, true);
                     }
                 }
                 Direction::Transposed => {
-                    layout.weight_gradient(threads, ws, count, x, dy, dw, beta);
+                    layout.weight_gradient(threads, ws, count, x, dy, Patches::Gather, dw, beta);
                     if let Some(dx) = dx {
-                        layout.gather(threads, ws, weights, count, dy, dx, true);
+                        layout.gather(threads, ws, weights, count, dy, dx, Patches::InWorkspace);
                     }
                 }
             }
@@ -646,13 +730,26 @@ mod tests {
                 }
             }
         }
-        for plan in [(1, false), (1, true), (3, true), (7, true)] {
-            let mut conv =
-                Convolver::planned(shape.clone(), outputs, group, num, outputs, Some(plan))
-                    .unwrap();
+        for plan in [
+            (1, false, false),
+            (1, false, true),
+            (1, true, false),
+            (3, true, false),
+            (7, true, false),
+        ] {
+            let mut conv = Convolver::planned(
+                Direction::Convolution,
+                shape.clone(),
+                outputs,
+                group,
+                num,
+                outputs,
+                Some(plan),
+            )
+            .unwrap();
             assert_eq!(conv.chunks, num.div_ceil(plan.0));
             let mut y = vec![f32::NAN; num * channel_len];
-            conv.forward(Direction::Convolution, &weights, Some(&bias), &x, &mut y);
+            conv.forward(&weights, Some(&bias), &x, &mut y);
             for (a, b) in y.iter().zip(&expected) {
                 assert!((a - b).abs() < 1e-5, "{plan:?}: {a} vs {b}");
             }
@@ -660,7 +757,6 @@ mod tests {
             let mut db = vec![0.25; outputs];
             let mut dx = vec![f32::NAN; x.len()];
             conv.backward(
-                Direction::Convolution,
                 &weights,
                 &x,
                 &g,
@@ -670,15 +766,28 @@ mod tests {
                     input: Some(&mut dx),
                 },
             );
+            // A second backward after one forward gives the same gradients (kept patches stay intact).
+            let (mut dw2, mut dx2) = (vec![0.5; weights.len()], vec![f32::NAN; x.len()]);
+            conv.backward(
+                &weights,
+                &x,
+                &g,
+                Gradients {
+                    weights: &mut dw2,
+                    bias: None,
+                    input: Some(&mut dx2),
+                },
+            );
+            assert_eq!((&dw2, &dx2), (&dw, &dx), "{plan:?}: backward twice");
             let mut y_nobias = vec![0.0; y.len()];
-            conv.forward(Direction::Convolution, &weights, None, &x, &mut y_nobias);
+            conv.forward(&weights, None, &x, &mut y_nobias);
             let lhs = dot(&y_nobias, &g);
             assert!(
                 (lhs - dot(&x, &dx)).abs() < 1e-4 * lhs.abs().max(1.0),
                 "{plan:?} dx"
             );
             let mut y_other = vec![0.0; y.len()];
-            conv.forward(Direction::Convolution, &other, None, &x, &mut y_other);
+            conv.forward(&other, None, &x, &mut y_other);
             let dw_net: Vec<f32> = dw.iter().map(|v| v - 0.5).collect();
             let lhs = dot(&y_other, &g);
             assert!(
@@ -709,22 +818,39 @@ mod tests {
         let x = values(num * channel_len, 8);
         let g = values(num * image_len, 9);
         let z = values(num * image_len, 10);
-        for plan in [(1, false), (2, true), (5, true)] {
-            let mut conv =
-                Convolver::planned(shape.clone(), outputs, group, num, 2, Some(plan)).unwrap();
+        for plan in [(1, false, false), (2, true, false), (5, true, false)] {
+            let mut deconv = Convolver::planned(
+                Direction::Transposed,
+                shape.clone(),
+                outputs,
+                group,
+                num,
+                2,
+                Some(plan),
+            )
+            .unwrap();
+            let mut conv = Convolver::planned(
+                Direction::Convolution,
+                shape.clone(),
+                outputs,
+                group,
+                num,
+                outputs,
+                Some(plan),
+            )
+            .unwrap();
             let mut y = vec![0.0; num * image_len];
-            conv.forward(Direction::Transposed, &weights, None, &x, &mut y);
+            deconv.forward(&weights, None, &x, &mut y);
             // <deconv(x), z> = <x, conv(z)>.
             let mut cz = vec![0.0; num * channel_len];
-            conv.forward(Direction::Convolution, &weights, None, &z, &mut cz);
+            conv.forward(&weights, None, &z, &mut cz);
             let lhs = dot(&y, &z);
             assert!(
                 (lhs - dot(&x, &cz)).abs() < 1e-4 * lhs.abs().max(1.0),
                 "{plan:?}"
             );
             let (mut dw, mut dx) = (vec![0.0; weights.len()], vec![0.0; x.len()]);
-            conv.backward(
-                Direction::Transposed,
+            deconv.backward(
                 &weights,
                 &x,
                 &g,
@@ -740,7 +866,7 @@ mod tests {
                 "{plan:?} dx"
             );
             let mut y_other = vec![0.0; y.len()];
-            conv.forward(Direction::Transposed, &other, None, &x, &mut y_other);
+            deconv.forward(&other, None, &x, &mut y_other);
             let lhs = dot(&y_other, &g);
             assert!(
                 (lhs - dot(&other, &dw)).abs() < 1e-4 * lhs.abs().max(1.0),
@@ -752,11 +878,11 @@ mod tests {
     #[test]
     fn small_images_run_side_by_side_and_large_ones_one_at_a_time() {
         let lenet = ConvShape::new(20, &[12, 12], &[5, 5], &[1, 1], &[0, 0], &[1, 1]).unwrap();
-        let conv = Convolver::new(lenet, 50, 1, 64, 50).unwrap();
+        let conv = Convolver::new(Direction::Convolution, lenet, 50, 1, 64, 50).unwrap();
         assert!(conv.side_by_side);
         assert_eq!((conv.chunk, conv.chunks), (4, 16));
         let fcn = ConvShape::new(64, &[64, 64], &[3, 3], &[1, 1], &[1, 1], &[1, 1]).unwrap();
-        let conv = Convolver::new(fcn, 64, 1, 4, 64).unwrap();
+        let conv = Convolver::new(Direction::Convolution, fcn, 64, 1, 4, 64).unwrap();
         assert!(!conv.side_by_side);
         assert_eq!((conv.chunk, conv.chunks), (1, 4));
     }
