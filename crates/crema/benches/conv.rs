@@ -21,7 +21,15 @@ struct Case {
     pad: usize,
 }
 
-const CASES: [Case; 3] = [
+const CASES: [Case; 4] = [
+    Case {
+        label: "lenet_conv1_b64",
+        input: [64, 1, 28, 28],
+        num_output: 20,
+        kernel: 5,
+        stride: 1,
+        pad: 0,
+    },
     Case {
         label: "lenet_conv2_b64",
         input: [64, 20, 12, 12],

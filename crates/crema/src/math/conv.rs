@@ -187,7 +187,7 @@ fn row_runs_2d(
 }
 
 /// Lanes moved at once by [`copy_run`] and [`add_run`].
-const LANES: usize = 16;
+const LANES: usize = 8;
 
 /// `dst = src` for the short runs of image rows that patches are made of: in fixed-size blocks, because a call
 /// to `memcpy` per run of a few values costs more than the copy.
