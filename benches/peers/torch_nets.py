@@ -8,7 +8,8 @@ net (the gradient zeroed in place first, as a Caffe net does), and a whole SGD s
 Medians over --repeats runs after 3 warm-up runs. The nets are those of the prototxts:
 
 - lenet: benches/nets/lenet_infogain.prototxt (batch 64, 1x28x28; conv 20 5x5, max pool 2, conv 50 5x5, max
-  pool 2, fc 500, ReLU, fc 10; InfogainLoss with H = benches/nets/H_10.npy);
+  pool 2, fc 500, ReLU, fc 10; InfogainLoss with H = benches/nets/H_10.npy, a 10 x 10 H like the prototxt's
+  H_10.binaryproto: the values do not change the time);
 - caffenet: benches/nets/caffenet_b16.prototxt (BVLC reference CaffeNet, batch 16, 3x227x227: grouped
   convolutions, LRN, dropout; softmax loss);
 - fcn: benches/nets/fcn_b4.prototxt (batch 4, 3x128x128: six 3x3 convolutions with ReLU and three max pools, a
