@@ -139,6 +139,39 @@ fn pooled(input: usize, kernel: usize, stride: usize, pad: usize, ceil: bool) ->
     Some(out)
 }
 
+/// [`max_row`] for one kernel width and stride.
+type MaxRow = fn(&[f32], (usize, usize, usize), usize, &mut [f32], &mut [u32]);
+
+/// MAX pooling of the windows of one output row that lie whole inside the input rows `y0..y1` (of width `w`):
+/// window `i` covers columns `x0 + i·S ..+ K`. Its maximum and the first position in raster order holding it,
+/// as Caffe picks it; with `K` and `S` known to the compiler and selects instead of branches.
+fn max_row<const K: usize, const S: usize>(
+    x: &[f32],
+    (y0, y1, w): (usize, usize, usize),
+    x0: usize,
+    y: &mut [f32],
+    chosen: &mut [u32],
+) {
+    for (i, (y, chosen)) in y.iter_mut().zip(chosen).enumerate() {
+        let left = x0 + i * S;
+        let mut best = f32::NEG_INFINITY;
+        let mut at = y0 * w + left;
+        for iy in y0..y1 {
+            let start = iy * w + left;
+            let Ok(window) = <&[f32; K]>::try_from(&x[start..start + K]) else {
+                continue;
+            };
+            for (kx, &v) in window.iter().enumerate() {
+                let wins = v > best;
+                best = if wins { v } else { best };
+                at = if wins { start + kx } else { at };
+            }
+        }
+        *y = best;
+        *chosen = at as u32;
+    }
+}
+
 /// A window along one axis: start and end clipped to the input, and the size AVE divides by.
 type Window = (usize, usize, usize);
 
@@ -280,13 +313,29 @@ impl Layer for Pooling {
         let y = first[0].data_mut();
         match self.method {
             PoolMethod::Max => {
+                let (kw, sw, pw) = (self.kernel.1, self.stride.1, self.pad.1);
+                // Output columns whose windows lie whole inside the row: for the common kernels they run
+                // through a loop that knows the kernel's width and stride (several times faster).
+                let inside = |ox: usize| ox * sw >= pw && ox * sw - pw + kw <= w;
+                let lo = (0..ow).find(|&ox| inside(ox)).unwrap_or(ow);
+                let hi = (lo..ow).find(|&ox| !inside(ox)).unwrap_or(ow);
+                let fixed: Option<MaxRow> = match (kw, sw) {
+                    (2, 2) => Some(max_row::<2, 2>),
+                    (3, 2) => Some(max_row::<3, 2>),
+                    (3, 1) => Some(max_row::<3, 1>),
+                    _ => None,
+                };
+                let (lo, hi) = if fixed.is_some() { (lo, hi) } else { (ow, ow) };
                 y.par_chunks_mut(out_plane)
                     .zip(self.chosen.par_chunks_mut(out_plane))
                     .zip(x.par_chunks(plane))
                     .for_each(|((y, chosen), x)| {
                         for oy in 0..oh {
-                            for ox in 0..ow {
-                                let ((y0, y1, _), (x0, x1, _)) = windows(oy, ox);
+                            let (y0, y1, _) = shared.0[oy];
+                            let y = &mut y[oy * ow..(oy + 1) * ow];
+                            let chosen = &mut chosen[oy * ow..(oy + 1) * ow];
+                            for ox in (0..lo).chain(hi..ow) {
+                                let (x0, x1, _) = shared.1[ox];
                                 let mut best = f32::NEG_INFINITY;
                                 let mut at = y0 * w + x0;
                                 for iy in y0..y1 {
@@ -298,8 +347,12 @@ impl Layer for Pooling {
                                         }
                                     }
                                 }
-                                y[oy * ow + ox] = best;
-                                chosen[oy * ow + ox] = at as u32;
+                                y[ox] = best;
+                                chosen[ox] = at as u32;
+                            }
+                            if let Some(fixed) = fixed.filter(|_| lo < hi) {
+                                let rows = (y0, y1, w);
+                                fixed(x, rows, lo * sw - pw, &mut y[lo..hi], &mut chosen[lo..hi]);
                             }
                         }
                     });
@@ -520,6 +573,56 @@ mod tests {
         assert_eq!(top[0].shape(), [1, 1, 2, 2]);
         assert_eq!(top[0].data(), [5.0, 7.0, 9.0, 2.0]);
         assert_eq!(top[1].data(), [1.0, 6.0, 8.0, 11.0]);
+    }
+
+    /// Every kernel that has a fast path, with padding and ceil overhang (edge windows take the general path):
+    /// values with many ties (a few levels), against the definition: the maximum over the clipped window and
+    /// the first position in raster order that holds it.
+    #[test]
+    fn max_fast_paths_match_the_definition() {
+        let (h, w) = (9, 11);
+        let values: Vec<f32> = (0..2 * h * w).map(|i| ((i * 7) % 5) as f32).collect();
+        let x = Blob::from_data(&[1, 2, h, w], values.clone()).unwrap();
+        for (k, s, p) in [
+            (2, 2, 0),
+            (3, 2, 0),
+            (3, 2, 1),
+            (3, 1, 1),
+            (2, 2, 1),
+            (4, 3, 1),
+        ] {
+            let top = run(
+                &format!("pool: MAX kernel_size: {k} stride: {s} pad: {p}"),
+                &x,
+                2,
+            );
+            let (oh, ow) = (top[0].shape()[2], top[0].shape()[3]);
+            for c in 0..2 {
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        let (ys, xs) = (
+                            (oy * s) as isize - p as isize,
+                            (ox * s) as isize - p as isize,
+                        );
+                        let mut best = (f32::NEG_INFINITY, usize::MAX);
+                        for iy in ys.max(0)..(ys + k as isize).min(h as isize) {
+                            for ix in xs.max(0)..(xs + k as isize).min(w as isize) {
+                                let at = iy as usize * w + ix as usize;
+                                if values[c * h * w + at] > best.0 {
+                                    best = (values[c * h * w + at], at);
+                                }
+                            }
+                        }
+                        let o = (c * oh + oy) * ow + ox;
+                        assert_eq!(
+                            (top[0].data()[o], top[1].data()[o] as usize),
+                            best,
+                            "kernel {k} stride {s} pad {p} at {c},{oy},{ox}"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]
