@@ -270,26 +270,39 @@ pub fn im2col(threads: Threads, shape: &ConvShape, images: &[f32], n: usize, col
 }
 
 /// The adjoint of [`im2col`]: `images` (`n` of them, overwritten) receive the sum, over all columns, of each
-/// patch value at the input value it was read from. With [`Threads::All`] images are filled in parallel.
+/// patch value at the input value it was read from. With [`Threads::All`] the planes (one channel of one image,
+/// fed by that channel's rows of patches only) are filled in parallel.
 pub fn col2im(threads: Threads, shape: &ConvShape, cols: &[f32], n: usize, images: &mut [f32]) {
     let (positions, image_len) = (shape.positions(), shape.image_len());
     let width = n * positions;
     assert!(images.len() >= n * image_len && cols.len() >= shape.patch_len() * width);
-    if width == 0 || image_len == 0 {
+    if width == 0 || image_len == 0 || shape.channels == 0 {
         return;
     }
     let (ow, sw) = (
         shape.output.last().copied().unwrap_or(1),
         shape.stride.last().copied().unwrap_or(1),
     );
-    let fill_image = |i: usize, image: &mut [f32]| {
-        image.fill(0.0);
-        for (k, row) in cols.chunks_exact(width).take(shape.patch_len()).enumerate() {
+    let (plane_len, kernel_len) = (
+        image_len / shape.channels,
+        shape.kernel.iter().product::<usize>(),
+    );
+    let fill_plane = |index: usize, plane: &mut [f32]| {
+        let (i, c) = (index / shape.channels, index % shape.channels);
+        // Offsets below are into the whole image; this plane starts at `base`.
+        let base = c * plane_len;
+        plane.fill(0.0);
+        let rows = cols
+            .chunks_exact(width)
+            .enumerate()
+            .skip(c * kernel_len)
+            .take(kernel_len);
+        for (k, row) in rows {
             let values = &row[i * positions..(i + 1) * positions];
             if shape.input.len() != 2 {
                 walk_row(shape, k, |p, at| {
                     if let Some(at) = at {
-                        image[at] += values[p];
+                        plane[at - base] += values[p];
                     }
                 });
                 continue;
@@ -297,17 +310,18 @@ pub fn col2im(threads: Threads, shape: &ConvShape, cols: &[f32], n: usize, image
             row_runs_2d(shape, k, |oy, line, first, end, x| {
                 let Some(line) = line else { return };
                 let values = &values[oy * ow + first..oy * ow + end];
+                let start = line - base + x;
                 if sw == 1 {
-                    add_run(&mut image[line + x..line + x + values.len()], values);
+                    add_run(&mut plane[start..start + values.len()], values);
                 } else {
-                    for (o, &v) in image[line + x..].iter_mut().step_by(sw).zip(values) {
+                    for (o, &v) in plane[start..].iter_mut().step_by(sw).zip(values) {
                         *o += v;
                     }
                 }
             });
         }
     };
-    for_each_block(threads, &mut images[..n * image_len], image_len, fill_image);
+    for_each_block(threads, &mut images[..n * image_len], plane_len, fill_plane);
 }
 
 /// `n` blocks of `channels × len` (image-major, as blobs hold them) into `channels × (n·len)` (channel-major:

@@ -26,7 +26,13 @@ const CHUNK_PATCH_VALUES: usize = 1 << 17;
 const SIDE_BY_SIDE_MACS: usize = 1 << 24;
 /// Side by side, a batch is cut into at least this many chunks (when it has the images), for an even load.
 const MIN_CHUNKS: usize = 8;
-/// The most weight-gradient partials (chunks × weights) worth keeping; beyond, images run one at a time.
+/// Run one chunk at a time on every thread, the weight gradient of a chunk of at least twice this many
+/// positions is summed in parts of about this many, side by side.
+const WEIGHT_PART_POSITIONS: usize = 2048;
+/// Run one chunk at a time, a chunk holds enough images for this many output positions (CaffeNet's 13 × 13
+/// maps: 6 images), so that its products are wide enough to run at full speed; large maps take one image.
+const MIN_CHUNK_POSITIONS: usize = 1024;
+/// The most weight-gradient partials (chunks × weights) worth keeping; beyond, chunks run one at a time.
 const MAX_PARTIAL_VALUES: usize = 1 << 23;
 /// One image at a time, a strided convolution keeps the batch's patches from forward for backward when they
 /// take at most this many values (256 MiB). Strided patches are gathered value by value (CaffeNet's conv1: about
@@ -65,11 +71,13 @@ enum Patches<'a> {
     Kept(&'a [f32]),
 }
 
-/// Scratch for one chunk at a time: its patches and its channel-major values.
+/// Scratch for one chunk at a time: its patches, its channel-major values, and (one chunk at a time on every
+/// thread) the weight gradients of parts of its positions.
 #[derive(Default)]
 struct Workspace {
     cols: Vec<f32>,
     channel_major: Vec<f32>,
+    weight_parts: Vec<f32>,
 }
 
 /// The geometry of the products, shared by every chunk.
@@ -159,6 +167,7 @@ impl Layout {
         let Workspace {
             cols,
             channel_major,
+            ..
         } = ws;
         let cols = MatRef::new(
             self.patches(threads, cols, count, image, patches),
@@ -215,6 +224,7 @@ impl Layout {
         let Workspace {
             cols,
             channel_major,
+            ..
         } = ws;
         let source: &[f32] = if count == 1 {
             channel
@@ -270,6 +280,7 @@ impl Layout {
         let Workspace {
             cols,
             channel_major,
+            weight_parts,
         } = ws;
         let cols = self.patches(threads, cols, count, image, patches);
         let source: &[f32] = if count == 1 {
@@ -287,6 +298,44 @@ impl Layout {
         };
         let d = MatRef::new(source, self.outputs, width);
         let cols = MatRef::new(cols, patch, width);
+        let weight_count = self.outputs * kg;
+        let parts = width / WEIGHT_PART_POSITIONS;
+        if threads == Threads::All && parts >= 2 && weight_parts.len() >= parts * weight_count {
+            // The weight gradient is small beside the positions it sums over (an FCN's 32 × 288 over 16384):
+            // the product alone would run on one thread. Each part of the positions gets its own, on its own
+            // thread, and the parts are added in order (a split fixed by the shape: the same on any thread count).
+            let part_len = width.div_ceil(parts);
+            weight_parts[..parts * weight_count]
+                .par_chunks_mut(weight_count)
+                .enumerate()
+                .for_each(|(part, out)| {
+                    let start = part * part_len;
+                    let len = part_len.min(width - start);
+                    for g in 0..self.group {
+                        matmul_with(
+                            Threads::One,
+                            MatMut::new(&mut *out, self.outputs, kg).rows(g * mg, mg),
+                            d.rows(g * mg, mg).columns(start, len),
+                            cols.rows(g * kg, kg).columns(start, len).t(),
+                            1.0,
+                            0.0,
+                        );
+                    }
+                });
+            let parts = &weight_parts[..parts * weight_count];
+            for_each_block(threads, &mut dw[..weight_count], 4096, |b, block| {
+                let start = b * 4096;
+                for v in block.iter_mut() {
+                    *v *= beta;
+                }
+                for part in parts.chunks_exact(weight_count) {
+                    for (v, &p) in block.iter_mut().zip(&part[start..]) {
+                        *v += p;
+                    }
+                }
+            });
+            return;
+        }
         for g in 0..self.group {
             let out = MatMut::new(&mut *dw, self.outputs, kg).rows(g * mg, mg);
             matmul_with(
@@ -378,9 +427,11 @@ impl Convolver {
             let by_cache = (CHUNK_PATCH_VALUES / image_patches.max(1)).max(1);
             chunk = by_cache.min(num.div_ceil(MIN_CHUNKS)).max(1);
             side_by_side = num.div_ceil(chunk) * weight_count <= MAX_PARTIAL_VALUES;
-            if !side_by_side {
-                chunk = 1;
-            }
+        }
+        if !side_by_side {
+            chunk = MIN_CHUNK_POSITIONS
+                .div_ceil(positions.max(1))
+                .clamp(1, num.max(1));
         }
         if let Some((given_chunk, given_side_by_side, _)) = plan {
             (chunk, side_by_side) = (given_chunk, given_side_by_side);
@@ -397,6 +448,12 @@ impl Convolver {
             memory::resize(&mut ws.cols, patch * chunk * positions, 0.0, || {
                 "the convolution patches".into()
             })?;
+            let parts = chunk * positions / WEIGHT_PART_POSITIONS;
+            if !side_by_side && parts >= 2 {
+                memory::resize(&mut ws.weight_parts, parts * weight_count, 0.0, || {
+                    "the convolution's weight-gradient parts".into()
+                })?;
+            }
             if chunk > 1 {
                 memory::resize(
                     &mut ws.channel_major,
@@ -503,16 +560,18 @@ impl Convolver {
         let top = &mut top[..n * y_len];
         if !self.side_by_side {
             let image_patches = self.layout.shape.patch_len() * self.layout.positions();
-            for (c, y) in top.chunks_mut(y_len).enumerate() {
+            for (c, y) in top.chunks_mut(chunk * y_len).enumerate() {
+                let (first, count) = (c * chunk, y.len() / y_len);
                 let patches = if self.kept.is_empty() {
                     Patches::Gather
                 } else {
-                    let x = &bottom[c * x_len..(c + 1) * x_len];
-                    let kept = &mut self.kept[c * image_patches..(c + 1) * image_patches];
-                    im2col(Threads::All, &self.layout.shape, x, 1, kept);
+                    let x = &bottom[first * x_len..(first + count) * x_len];
+                    let kept =
+                        &mut self.kept[first * image_patches..(first + count) * image_patches];
+                    im2col(Threads::All, &self.layout.shape, x, count, kept);
                     Patches::Kept(kept)
                 };
-                work(Threads::All, &mut self.workspaces[0], c, y, patches);
+                work(Threads::All, &mut self.workspaces[0], first, y, patches);
             }
             self.kept_filled = !self.kept.is_empty();
             return;
@@ -597,15 +656,16 @@ impl Convolver {
         let bias_partials = &mut self.bias_partials[..chunks * top_channels];
         if !self.side_by_side {
             for c in 0..chunks {
+                let (first, count) = (c * chunk, chunk.min(n - c * chunk));
                 let dx = dx
                     .as_deref_mut()
-                    .map(|dx| &mut dx[c * x_len..(c + 1) * x_len]);
+                    .map(|dx| &mut dx[first * x_len..(first + count) * x_len]);
                 let db_sums = &mut bias_partials[c * top_channels..(c + 1) * top_channels];
                 work(
                     Threads::All,
                     &mut self.workspaces[0],
-                    c,
-                    1,
+                    first,
+                    count,
                     dx,
                     dw,
                     1.0,
@@ -733,6 +793,8 @@ mod tests {
         for plan in [
             (1, false, false),
             (1, false, true),
+            (3, false, false),
+            (3, false, true),
             (1, true, false),
             (3, true, false),
             (7, true, false),
@@ -818,7 +880,12 @@ mod tests {
         let x = values(num * channel_len, 8);
         let g = values(num * image_len, 9);
         let z = values(num * image_len, 10);
-        for plan in [(1, false, false), (2, true, false), (5, true, false)] {
+        for plan in [
+            (1, false, false),
+            (2, false, false),
+            (2, true, false),
+            (5, true, false),
+        ] {
             let mut deconv = Convolver::planned(
                 Direction::Transposed,
                 shape.clone(),
@@ -875,6 +942,48 @@ mod tests {
         }
     }
 
+    /// A large map run one image at a time sums its weight gradient in parts of the positions: the same as
+    /// one product over them all (side by side, one chunk per image), up to rounding.
+    #[test]
+    fn weight_gradients_summed_in_parts_match_one_product() {
+        let (num, outputs) = (2, 3);
+        let shape = ConvShape::new(2, &[70, 66], &[3, 3], &[1, 1], &[1, 1], &[1, 1]).unwrap();
+        let weights = values(outputs * shape.patch_len(), 11);
+        let x = values(num * shape.image_len(), 12);
+        let g = values(num * outputs * shape.positions(), 13);
+        let mut results = Vec::new();
+        for plan in [(1, false, false), (1, true, false)] {
+            let mut conv = Convolver::planned(
+                Direction::Convolution,
+                shape.clone(),
+                outputs,
+                1,
+                num,
+                outputs,
+                Some(plan),
+            )
+            .unwrap();
+            assert_eq!(conv.workspaces[0].weight_parts.is_empty(), plan.1);
+            let mut y = vec![0.0; g.len()];
+            conv.forward(&weights, None, &x, &mut y);
+            let mut dw = vec![1.0; weights.len()];
+            conv.backward(
+                &weights,
+                &x,
+                &g,
+                Gradients {
+                    weights: &mut dw,
+                    bias: None,
+                    input: None,
+                },
+            );
+            results.push(dw);
+        }
+        for (a, b) in results[0].iter().zip(&results[1]) {
+            assert!((a - b).abs() < 1e-3 * b.abs().max(1.0), "{a} vs {b}");
+        }
+    }
+
     #[test]
     fn small_images_run_side_by_side_and_large_ones_one_at_a_time() {
         let lenet = ConvShape::new(20, &[12, 12], &[5, 5], &[1, 1], &[0, 0], &[1, 1]).unwrap();
@@ -885,5 +994,10 @@ mod tests {
         let conv = Convolver::new(Direction::Convolution, fcn, 64, 1, 4, 64).unwrap();
         assert!(!conv.side_by_side);
         assert_eq!((conv.chunk, conv.chunks), (1, 4));
+        // CaffeNet's conv3: 13 × 13 maps, one chunk of 7 images at a time (products 1183 positions wide).
+        let conv3 = ConvShape::new(256, &[13, 13], &[3, 3], &[1, 1], &[1, 1], &[1, 1]).unwrap();
+        let conv = Convolver::new(Direction::Convolution, conv3, 384, 1, 16, 384).unwrap();
+        assert!(!conv.side_by_side);
+        assert_eq!((conv.chunk, conv.chunks), (7, 3));
     }
 }
