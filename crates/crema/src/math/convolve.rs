@@ -80,6 +80,16 @@ struct Workspace {
     weight_parts: Vec<f32>,
 }
 
+/// The sizes of one chunk's products: output positions per image, values per patch, columns (positions of the
+/// chunk), and per group the patch rows and the output channels.
+struct Sizes {
+    positions: usize,
+    patch: usize,
+    width: usize,
+    kg: usize,
+    mg: usize,
+}
+
 /// The geometry of the products, shared by every chunk.
 struct Layout {
     shape: ConvShape,
@@ -127,6 +137,44 @@ impl Layout {
         MatRef::new(weights, self.outputs, self.shape.patch_len() / self.group)
     }
 
+    /// The sizes of the products for a chunk of `count` images.
+    fn sizes(&self, count: usize) -> Sizes {
+        let (positions, patch) = (self.positions(), self.shape.patch_len());
+        Sizes {
+            positions,
+            patch,
+            width: count * positions,
+            kg: patch / self.group,
+            mg: self.outputs / self.group,
+        }
+    }
+
+    /// `channel` (`count` images) as the products read it: as it is for one image, else channel-major in
+    /// `buffer` (converted there when `convert`; otherwise it already holds them).
+    fn channel_major<'a>(
+        &self,
+        threads: Threads,
+        count: usize,
+        channel: &'a [f32],
+        buffer: &'a mut [f32],
+        convert: bool,
+    ) -> &'a [f32] {
+        if count == 1 {
+            return channel;
+        }
+        if convert {
+            to_channel_major(
+                threads,
+                channel,
+                count,
+                self.outputs,
+                self.positions(),
+                buffer,
+            );
+        }
+        buffer
+    }
+
     /// The patches of `count` images of `image`, gathered into `cols` when `patches` says so.
     fn patches<'a>(
         &self,
@@ -158,12 +206,13 @@ impl Layout {
         channel: &mut [f32],
         patches: Patches<'_>,
     ) {
-        let (positions, patch) = (self.positions(), self.shape.patch_len());
-        let (width, kg, mg) = (
-            count * positions,
-            patch / self.group,
-            self.outputs / self.group,
-        );
+        let Sizes {
+            positions,
+            patch,
+            width,
+            kg,
+            mg,
+        } = self.sizes(count);
         let Workspace {
             cols,
             channel_major,
@@ -215,32 +264,19 @@ impl Layout {
         image: &mut [f32],
         channel_ready: bool,
     ) {
-        let (positions, patch) = (self.positions(), self.shape.patch_len());
-        let (width, kg, mg) = (
-            count * positions,
-            patch / self.group,
-            self.outputs / self.group,
-        );
+        let Sizes {
+            positions: _,
+            patch,
+            width,
+            kg,
+            mg,
+        } = self.sizes(count);
         let Workspace {
             cols,
             channel_major,
             ..
         } = ws;
-        let source: &[f32] = if count == 1 {
-            channel
-        } else {
-            if !channel_ready {
-                to_channel_major(
-                    threads,
-                    channel,
-                    count,
-                    self.outputs,
-                    positions,
-                    channel_major,
-                );
-            }
-            channel_major
-        };
+        let source = self.channel_major(threads, count, channel, channel_major, !channel_ready);
         let x = MatRef::new(source, self.outputs, width);
         let w = self.weights(weights);
         for g in 0..self.group {
@@ -271,31 +307,20 @@ impl Layout {
         dw: &mut [f32],
         beta: f32,
     ) {
-        let (positions, patch) = (self.positions(), self.shape.patch_len());
-        let (width, kg, mg) = (
-            count * positions,
-            patch / self.group,
-            self.outputs / self.group,
-        );
+        let Sizes {
+            positions: _,
+            patch,
+            width,
+            kg,
+            mg,
+        } = self.sizes(count);
         let Workspace {
             cols,
             channel_major,
             weight_parts,
         } = ws;
         let cols = self.patches(threads, cols, count, image, patches);
-        let source: &[f32] = if count == 1 {
-            channel
-        } else {
-            to_channel_major(
-                threads,
-                channel,
-                count,
-                self.outputs,
-                positions,
-                channel_major,
-            );
-            channel_major
-        };
+        let source = self.channel_major(threads, count, channel, channel_major, true);
         let d = MatRef::new(source, self.outputs, width);
         let cols = MatRef::new(cols, patch, width);
         let weight_count = self.outputs * kg;
