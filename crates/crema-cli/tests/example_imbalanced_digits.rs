@@ -4,39 +4,17 @@
 
 mod common;
 
-use common::{crema, stderr, stdout, temp_dir};
+use common::{crema, read_hdf5_list, stderr, stdout, temp_dir};
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crema::io::{read_array, ArrayData};
-use crema::proto::{text, NetParameter, NetState};
-use crema::{Net, NetOptions};
 
 /// Training images of each digit, from make_data.py.
 const TRAIN_COUNTS: [usize; 10] = [7, 29, 120, 14, 21, 59, 42, 84, 5, 10];
 
 fn example() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/imbalanced-digits")
-}
-
-/// Every row of an HDF5 source list, in file order, through crema's HDF5Data layer: the data's shape and
-/// values, and the labels.
-fn read_all(list: &Path, rows: usize) -> (Vec<usize>, Vec<f32>, Vec<f32>) {
-    let net = format!(
-        r#"layer {{ name: "data" type: "HDF5Data" top: "data" top: "label"
-             hdf5_data_param {{ source: "{}" batch_size: {rows} }} }}"#,
-        list.display()
-    );
-    let param: NetParameter = text::parse(&net, "read_all").unwrap();
-    let state = NetState {
-        phase: Some(0),
-        ..Default::default()
-    };
-    let mut net = Net::new(&param, &state, &NetOptions::default()).unwrap();
-    net.forward().unwrap();
-    let data = net.blob("data").unwrap();
-    let labels = net.blob("label").unwrap().data().to_vec();
-    (data.shape().to_vec(), data.data().to_vec(), labels)
 }
 
 fn counts(labels: &[f32]) -> Vec<usize> {
@@ -55,12 +33,12 @@ fn counts(labels: &[f32]) -> Vec<usize> {
 fn the_data_and_h_are_what_the_readme_says() {
     let dir = example();
     let n: usize = TRAIN_COUNTS.iter().sum();
-    let (shape, data, labels) = read_all(&dir.join("train_h5.txt"), n);
+    let (shape, data, labels) = read_hdf5_list(&dir.join("train_h5.txt"), n);
     assert_eq!(shape, [n, 1, 8, 8]);
     assert!(data.iter().all(|&v| (0.0..=1.0).contains(&v)));
     assert_eq!(counts(&labels), TRAIN_COUNTS);
 
-    let (shape, data, labels) = read_all(&dir.join("test_h5.txt"), 500);
+    let (shape, data, labels) = read_hdf5_list(&dir.join("test_h5.txt"), 500);
     assert_eq!(shape, [500, 1, 8, 8]);
     assert!(data.iter().all(|&v| (0.0..=1.0).contains(&v)));
     assert_eq!(counts(&labels), [50; 10]);

@@ -6,13 +6,13 @@
 
 mod common;
 
-use common::{crema, stderr, stdout, temp_dir};
+use common::{crema, read_hdf5_list, stderr, stdout, temp_dir};
 
 use std::path::{Path, PathBuf};
 
 use crema::data::pixels::{read_image, ColorMode};
 use crema::io::{read_array, ArrayData};
-use crema::proto::{files, text, NetParameter, NetState};
+use crema::proto::{files, NetParameter, NetState};
 use crema::{Net, NetOptions};
 
 /// Classes: 0 the background, d + 1 the ink of digit d; the outline around the ink is void (ignored).
@@ -38,31 +38,6 @@ const PICTURES: usize = 4;
 
 fn example() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/imbalanced-segmentation")
-}
-
-/// Every row of an HDF5 source list, in file order, through crema's HDF5Data layer: the data's shape and
-/// values, and the labels.
-fn read_all(list: &Path, rows: usize) -> (Vec<usize>, Vec<f32>, Vec<f32>) {
-    let net = format!(
-        r#"layer {{ name: "data" type: "HDF5Data" top: "data" top: "label"
-             hdf5_data_param {{ source: "{}" batch_size: {rows} }} }}"#,
-        list.display()
-    );
-    let param: NetParameter = text::parse(&net, "read_all").unwrap();
-    let state = NetState {
-        phase: Some(0),
-        ..Default::default()
-    };
-    let mut net = Net::new(&param, &state, &NetOptions::default()).unwrap();
-    net.forward().unwrap();
-    let data = net.blob("data").unwrap();
-    let label = net.blob("label").unwrap();
-    assert_eq!(label.shape(), [rows, 1, SIDE, SIDE]);
-    (
-        data.shape().to_vec(),
-        data.data().to_vec(),
-        label.data().to_vec(),
-    )
 }
 
 /// The pixels of each class, and the void ones.
@@ -118,7 +93,7 @@ fn mask_classes(path: &Path) -> Vec<usize> {
 #[test]
 fn the_data_pictures_and_h_are_what_the_readme_says() {
     let dir = example();
-    let (shape, data, labels) = read_all(&dir.join("train_h5.txt"), TRAIN_SCENES);
+    let (shape, data, labels) = read_hdf5_list(&dir.join("train_h5.txt"), TRAIN_SCENES);
     assert_eq!(shape, [TRAIN_SCENES, 1, SIDE, SIDE]);
     // Grey levels are bytes over 256, exactly.
     let bytes = |v: f32| (0.0..1.0).contains(&v) && (v * 256.0).fract() == 0.0;
@@ -128,7 +103,7 @@ fn the_data_pictures_and_h_are_what_the_readme_says() {
         (TRAIN_PIXELS.to_vec(), TRAIN_VOID)
     );
 
-    let (shape, data, labels) = read_all(&dir.join("test_h5.txt"), TEST_SCENES);
+    let (shape, data, labels) = read_hdf5_list(&dir.join("test_h5.txt"), TEST_SCENES);
     assert_eq!(shape, [TEST_SCENES, 1, SIDE, SIDE]);
     assert!(data.iter().all(|&v| bytes(v)));
     assert_eq!(pixels_per_class(&labels), (TEST_PIXELS.to_vec(), TEST_VOID));
