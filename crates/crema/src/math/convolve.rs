@@ -13,6 +13,7 @@
 //! output, `outputs × S` per image. Forward of a convolution gathers image side into channel side; forward of
 //! a deconvolution scatters channel side into image side; backward runs the other one for the input's gradient.
 
+use rayon::iter::Either;
 use rayon::prelude::*;
 
 use super::conv::{col2im, from_channel_major, im2col, to_channel_major, ConvShape};
@@ -448,7 +449,7 @@ impl Convolver {
         let weight_count = outputs * (patch / group.max(1));
         let mut chunk = 1;
         let mut side_by_side = false;
-        if num > 1 && image_macs < SIDE_BY_SIDE_MACS {
+        if num > 1 && weight_count > 0 && image_macs < SIDE_BY_SIDE_MACS {
             let by_cache = (CHUNK_PATCH_VALUES / image_patches.max(1)).max(1);
             chunk = by_cache.min(num.div_ceil(MIN_CHUNKS)).max(1);
             side_by_side = num.div_ceil(chunk) * weight_count <= MAX_PARTIAL_VALUES;
@@ -496,7 +497,8 @@ impl Convolver {
         } else {
             Vec::new()
         };
-        let bias_partials = memory::zeroed(chunks * top_channels, || {
+        // At least one value per chunk, so that every chunk has its own (possibly unused) slot.
+        let bias_partials = memory::zeroed(chunks * top_channels.max(1), || {
             "the convolution's bias-gradient partials".into()
         })?;
         let strided = layout.shape.stride.last().is_some_and(|&s| s > 1);
@@ -642,6 +644,8 @@ impl Convolver {
         let layout = &self.layout;
         let per = self.chunks_per_worker();
         let top_channels = db.as_ref().map_or(0, |db| db.len());
+        // Each chunk's bias sums: `top_channels` values at a stride of at least 1 (see `new`).
+        let bias_stride = top_channels.max(1);
         // One chunk: the weight gradient into `dw` (scaled by `beta` first), the bias's channel sums into
         // `db_sums`, and the bottom's gradient into `dx`.
         let kept: Option<&[f32]> = self.kept_filled.then_some(&self.kept);
@@ -678,14 +682,14 @@ impl Convolver {
             }
         };
         let mut dx = dx.map(|dx| &mut dx[..n * x_len]);
-        let bias_partials = &mut self.bias_partials[..chunks * top_channels];
+        let bias_partials = &mut self.bias_partials[..chunks * bias_stride];
         if !self.side_by_side {
             for c in 0..chunks {
                 let (first, count) = (c * chunk, chunk.min(n - c * chunk));
                 let dx = dx
                     .as_deref_mut()
                     .map(|dx| &mut dx[first * x_len..(first + count) * x_len]);
-                let db_sums = &mut bias_partials[c * top_channels..(c + 1) * top_channels];
+                let db_sums = &mut bias_partials[c * bias_stride..c * bias_stride + top_channels];
                 work(
                     Threads::All,
                     &mut self.workspaces[0],
@@ -700,50 +704,43 @@ impl Convolver {
         } else {
             let weight_count = dw.len();
             let work = &work;
-            rayon::scope(|scope| {
-                let mut dx_rest = dx;
-                let mut dw_rest = &mut self.weight_partials[..chunks * weight_count];
-                let mut db_rest = &mut *bias_partials;
-                for (worker, ws) in self.workspaces.iter_mut().enumerate() {
-                    let first_chunk = worker * per;
-                    if first_chunk >= chunks {
-                        break;
+            // Worker w takes chunks w·per .. (w + 1)·per with their images, partials and workspace: the pieces
+            // are cut by parallel iterators, which allocate nothing.
+            let workers = chunks.div_ceil(per);
+            let dx_pieces = match dx {
+                Some(dx) => Either::Left(dx.par_chunks_mut(per * chunk * x_len).map(Some)),
+                None => Either::Right((0..workers).into_par_iter().map(|_| None)),
+            };
+            self.workspaces[..workers]
+                .par_iter_mut()
+                .zip(
+                    self.weight_partials[..chunks * weight_count]
+                        .par_chunks_mut(per * weight_count),
+                )
+                .zip(bias_partials.par_chunks_mut(per * bias_stride))
+                .zip(dx_pieces)
+                .enumerate()
+                .for_each(|(worker, (((ws, my_dw), my_db), mut my_dx))| {
+                    let first = worker * per * chunk;
+                    let images = (per * chunk).min(n - first);
+                    for j in 0..per.min(chunks - worker * per) {
+                        let start = j * chunk;
+                        let count = chunk.min(images - start);
+                        let dx = my_dx
+                            .as_deref_mut()
+                            .map(|dx| &mut dx[start * x_len..(start + count) * x_len]);
+                        work(
+                            Threads::One,
+                            ws,
+                            first + start,
+                            count,
+                            dx,
+                            &mut my_dw[j * weight_count..(j + 1) * weight_count],
+                            0.0,
+                            &mut my_db[j * bias_stride..j * bias_stride + top_channels],
+                        );
                     }
-                    let my_chunks = per.min(chunks - first_chunk);
-                    let first = first_chunk * chunk;
-                    let images = (my_chunks * chunk).min(n - first);
-                    let mut my_dx = dx_rest.take().map(|rest| {
-                        let (mine, rest) = rest.split_at_mut(images * x_len);
-                        dx_rest = Some(rest);
-                        mine
-                    });
-                    let (my_dw, rest) =
-                        std::mem::take(&mut dw_rest).split_at_mut(my_chunks * weight_count);
-                    dw_rest = rest;
-                    let (my_db, rest) =
-                        std::mem::take(&mut db_rest).split_at_mut(my_chunks * top_channels);
-                    db_rest = rest;
-                    scope.spawn(move |_| {
-                        for j in 0..my_chunks {
-                            let start = j * chunk;
-                            let count = chunk.min(images - start);
-                            let dx = my_dx
-                                .as_deref_mut()
-                                .map(|dx| &mut dx[start * x_len..(start + count) * x_len]);
-                            work(
-                                Threads::One,
-                                ws,
-                                first + start,
-                                count,
-                                dx,
-                                &mut my_dw[j * weight_count..(j + 1) * weight_count],
-                                0.0,
-                                &mut my_db[j * top_channels..(j + 1) * top_channels],
-                            );
-                        }
-                    });
-                }
-            });
+                });
             // Partials summed in chunk order: the same result on any number of threads.
             let partials = &self.weight_partials;
             for_each_block(Threads::All, dw, REDUCE_BLOCK, |b, block| {
@@ -758,7 +755,7 @@ impl Convolver {
         if let Some(db) = db {
             for (o, v) in db.iter_mut().enumerate() {
                 let total: f64 = (0..chunks)
-                    .map(|c| self.bias_partials[c * top_channels + o])
+                    .map(|c| self.bias_partials[c * bias_stride + o])
                     .sum();
                 *v += total as f32;
             }
