@@ -27,6 +27,9 @@ const CHUNK_PATCH_VALUES: usize = 1 << 17;
 const SIDE_BY_SIDE_MACS: usize = 1 << 24;
 /// Side by side, a batch is cut into at least this many chunks (when it has the images), for an even load.
 const MIN_CHUNKS: usize = 8;
+/// Images of at least this many output positions are multiplied one by one within a chunk, straight into
+/// the blob, rather than side by side and reordered.
+const PER_IMAGE_POSITIONS: usize = 256;
 /// Run one chunk at a time on every thread, the weight gradient of a chunk of at least twice this many
 /// positions is summed in parts of about this many, side by side.
 const WEIGHT_PART_POSITIONS: usize = 2048;
@@ -138,6 +141,13 @@ impl Layout {
         MatRef::new(weights, self.outputs, self.shape.patch_len() / self.group)
     }
 
+    /// Whether a chunk of `count` images is multiplied image by image, each straight from or into its place in
+    /// the blob (no channel-major copy): when chunks run side by side (one thread each), hold several images
+    /// and each is wide enough. A chunk run on every thread keeps its wide products, which split better.
+    fn per_image(&self, threads: Threads, count: usize) -> bool {
+        threads == Threads::One && count > 1 && self.positions() >= PER_IMAGE_POSITIONS
+    }
+
     /// The sizes of the products for a chunk of `count` images.
     fn sizes(&self, count: usize) -> Sizes {
         let (positions, patch) = (self.positions(), self.shape.patch_len());
@@ -225,6 +235,22 @@ impl Layout {
             width,
         );
         let w = self.weights(weights);
+        if self.per_image(threads, count) {
+            // Wide enough per image: each image's product writes its channel side where the blob holds it.
+            for (i, channel) in channel.chunks_exact_mut(self.channel_len()).enumerate() {
+                for g in 0..self.group {
+                    matmul_with(
+                        threads,
+                        MatMut::new(&mut *channel, self.outputs, positions).rows(g * mg, mg),
+                        w.rows(g * mg, mg),
+                        cols.rows(g * kg, kg).columns(i * positions, positions),
+                        1.0,
+                        0.0,
+                    );
+                }
+            }
+            return;
+        }
         // One image's output is its channel side as the blob holds it; more are side by side, then reordered.
         let direct = count == 1;
         let target: &mut [f32] = if direct { channel } else { channel_major };
@@ -266,7 +292,7 @@ impl Layout {
         channel_ready: bool,
     ) {
         let Sizes {
-            positions: _,
+            positions,
             patch,
             width,
             kg,
@@ -277,9 +303,28 @@ impl Layout {
             channel_major,
             ..
         } = ws;
+        let w = self.weights(weights);
+        if self.per_image(threads, count) {
+            for (i, channel) in channel.chunks_exact(self.channel_len()).enumerate() {
+                let x = MatRef::new(channel, self.outputs, positions);
+                for g in 0..self.group {
+                    matmul_with(
+                        threads,
+                        MatMut::new(&mut *cols, patch, width)
+                            .rows(g * kg, kg)
+                            .columns(i * positions, positions),
+                        w.rows(g * mg, mg).t(),
+                        x.rows(g * mg, mg),
+                        1.0,
+                        0.0,
+                    );
+                }
+            }
+            col2im(threads, &self.shape, cols, count, image);
+            return;
+        }
         let source = self.channel_major(threads, count, channel, channel_major, !channel_ready);
         let x = MatRef::new(source, self.outputs, width);
-        let w = self.weights(weights);
         for g in 0..self.group {
             let out = MatMut::new(cols, patch, width).rows(g * kg, kg);
             matmul_with(
@@ -295,7 +340,8 @@ impl Layout {
     }
 
     /// `dw = beta·dw + channel · patches(image)ᵀ` for `count` images, the patches from `patches`. Leaves them
-    /// in `ws.cols` when gathered, and when `count` > 1, `channel` channel-major in `ws.channel_major`.
+    /// in `ws.cols` when gathered, and `channel` channel-major in `ws.channel_major` when the chunk is not
+    /// multiplied image by image (see [`Layout::per_image`]) and holds more than one image.
     #[allow(clippy::too_many_arguments)]
     fn weight_gradient(
         &self,
@@ -309,7 +355,7 @@ impl Layout {
         beta: f32,
     ) {
         let Sizes {
-            positions: _,
+            positions,
             patch,
             width,
             kg,
@@ -320,13 +366,34 @@ impl Layout {
             channel_major,
             weight_parts,
         } = ws;
-        let cols = self.patches(threads, cols, count, image, patches);
-        let source = self.channel_major(threads, count, channel, channel_major, true);
-        let d = MatRef::new(source, self.outputs, width);
-        let cols = MatRef::new(cols, patch, width);
+        let cols = MatRef::new(
+            self.patches(threads, cols, count, image, patches),
+            patch,
+            width,
+        );
         let weight_count = self.outputs * kg;
         let parts = width / WEIGHT_PART_POSITIONS;
-        if threads == Threads::All && parts >= 2 && weight_parts.len() >= parts * weight_count {
+        let in_parts =
+            threads == Threads::All && parts >= 2 && weight_parts.len() >= parts * weight_count;
+        if self.per_image(threads, count) && !in_parts {
+            for (i, channel) in channel.chunks_exact(self.channel_len()).enumerate() {
+                let d = MatRef::new(channel, self.outputs, positions);
+                for g in 0..self.group {
+                    matmul_with(
+                        threads,
+                        MatMut::new(&mut *dw, self.outputs, kg).rows(g * mg, mg),
+                        d.rows(g * mg, mg),
+                        cols.rows(g * kg, kg).columns(i * positions, positions).t(),
+                        1.0,
+                        if i == 0 { beta } else { 1.0 },
+                    );
+                }
+            }
+            return;
+        }
+        let source = self.channel_major(threads, count, channel, channel_major, true);
+        let d = MatRef::new(source, self.outputs, width);
+        if in_parts {
             // The weight gradient is small beside the positions it sums over (an FCN's 32 × 288 over 16384):
             // the product alone would run on one thread. Each part of the positions gets its own, on its own
             // thread, and the parts are added in order (a split fixed by the shape: the same on any thread count).
@@ -965,7 +1032,8 @@ mod tests {
     }
 
     /// A large map run one image at a time sums its weight gradient in parts of the positions: the same as
-    /// one product over them all (side by side, one chunk per image), up to rounding.
+    /// one product over them all (side by side, one chunk per image), up to rounding; and a chunk of two such
+    /// maps multiplied image by image gives the same outputs and gradients.
     #[test]
     fn weight_gradients_summed_in_parts_match_one_product() {
         let (num, outputs) = (2, 3);
@@ -974,7 +1042,10 @@ mod tests {
         let x = values(num * shape.image_len(), 12);
         let g = values(num * outputs * shape.positions(), 13);
         let mut results = Vec::new();
-        for plan in [(1, false, false), (1, true, false)] {
+        let mut outputs_seen: Vec<Vec<f32>> = Vec::new();
+        // One image at a time; one image per chunk side by side; both images in one chunk, multiplied one by
+        // one (their maps are wide).
+        for plan in [(1, false, false), (1, true, false), (2, true, false)] {
             let mut conv = Convolver::planned(
                 Direction::Convolution,
                 shape.clone(),
@@ -988,7 +1059,17 @@ mod tests {
             assert_eq!(conv.workspaces[0].weight_parts.is_empty(), plan.1);
             let mut y = vec![0.0; g.len()];
             conv.forward(&weights, None, &x, &mut y);
+            if let Some(first) = outputs_seen.first() {
+                for (a, b) in y.iter().zip(first) {
+                    assert!(
+                        (a - b).abs() < 1e-4 * b.abs().max(1.0),
+                        "{plan:?}: {a} vs {b}"
+                    );
+                }
+            }
+            outputs_seen.push(y.clone());
             let mut dw = vec![1.0; weights.len()];
+            let mut dx = vec![f32::NAN; x.len()];
             conv.backward(
                 &weights,
                 &x,
@@ -996,13 +1077,16 @@ mod tests {
                 Gradients {
                     weights: &mut dw,
                     bias: None,
-                    input: None,
+                    input: Some(&mut dx),
                 },
             );
+            dw.extend_from_slice(&dx);
             results.push(dw);
         }
-        for (a, b) in results[0].iter().zip(&results[1]) {
-            assert!((a - b).abs() < 1e-3 * b.abs().max(1.0), "{a} vs {b}");
+        for other in &results[1..] {
+            for (a, b) in results[0].iter().zip(other) {
+                assert!((a - b).abs() < 1e-3 * b.abs().max(1.0), "{a} vs {b}");
+            }
         }
     }
 
