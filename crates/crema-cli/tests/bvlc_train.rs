@@ -5,21 +5,24 @@
 //! The dataset is written by crema itself (an Input → HDF5Output net), so these tests need no HDF5 library.
 //!
 //! Every other BVLC net that has a solver (CIFAR-10 full with and without BatchNorm, the MNIST autoencoder,
-//! the siamese net, CaffeNet, AlexNet, GoogLeNet, flickr-style and PASCAL fine-tuning) trains 3 iterations from its own
-//! solver with its data layers made DummyData of the real data's shape, 2 images a batch (the large nets in a
-//! test build would otherwise take minutes).
+//! the siamese net, CaffeNet, AlexNet, GoogLeNet, flickr-style and PASCAL fine-tuning) trains 3 iterations from its
+//! own solver, and the HDF5 classification example's nets from the solvers its notebook writes, their data layers
+//! made DummyData of the real data's shape, 2 examples a batch (the large nets in a test build would otherwise
+//! take minutes).
 
 mod common;
 
 use common::{crema, fixture, stderr, temp_dir};
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crema::proto::caffe::{
     DummyDataParameter, FillerParameter, Hdf5DataParameter, Hdf5OutputParameter, InputParameter,
     Phase,
 };
-use crema::proto::{files, BlobShape, LayerParameter, NetParameter, NetState};
+use crema::proto::{
+    files, text, BlobShape, LayerParameter, NetParameter, NetState, SolverParameter,
+};
 use crema::{Net, NetOptions};
 
 /// Writes `rows` synthetic examples of `sample` (per-row shape) to `path` as HDF5 datasets `data` (uniform in
@@ -82,7 +85,7 @@ fn write_dataset(path: &Path, rows: usize, sample: &[usize], values: (f32, f32),
 /// Copies Caffe's solver `solver` and the net it names into `dir`, the net's Data layers made HDF5Data layers
 /// reading `list` (their batch sizes kept), and the solver set to run `max_iter` iterations, testing every 2
 /// (one batch), logging every iteration and snapshotting nothing. Returns the solver's path.
-fn rewrite(solver: &str, dir: &Path, list: &Path, max_iter: i32) -> std::path::PathBuf {
+fn rewrite(solver: &str, dir: &Path, list: &Path, max_iter: i32) -> PathBuf {
     let (param, _) = files::read_solver_text(&fixture(&format!("bvlc/{solver}"))).unwrap();
     let net_path = fixture(&format!("bvlc/{}", param.net.as_deref().unwrap()));
     let (mut net, _) = files::read_net_text(&net_path).unwrap();
@@ -103,25 +106,18 @@ fn rewrite(solver: &str, dir: &Path, list: &Path, max_iter: i32) -> std::path::P
         replaced += 1;
     }
     assert_eq!(replaced, 2, "{solver}: a TRAIN and a TEST Data layer");
-    short_solver(solver, param, &net, dir, max_iter)
+    let net_file = dir.join(net_path.file_name().unwrap());
+    files::write_text(&net_file, &net).unwrap();
+    let mut param = param;
+    param.net = Some(net_file.display().to_string());
+    shorten(param, dir, max_iter)
 }
 
-/// Writes `net` and `param` (Caffe's solver for it) to `dir`, the solver made to run `max_iter` iterations,
-/// testing one batch at the start and every 2 and snapshotting nothing; returns the solver's path.
-fn short_solver(
-    solver: &str,
-    mut param: crema::proto::SolverParameter,
-    net: &NetParameter,
-    dir: &Path,
-    max_iter: i32,
-) -> std::path::PathBuf {
-    let net_path = fixture(&format!("bvlc/{}", param.net.as_deref().unwrap()));
-    let net_file = dir.join(net_path.file_name().unwrap());
-    files::write_text(&net_file, net).unwrap();
-
-    param.net = Some(net_file.display().to_string());
+/// Writes `param` (a solver whose nets are already in `dir`) to `dir/solver.prototxt`, made to run
+/// `max_iter` iterations, testing one batch at the start and every 2 and snapshotting nothing.
+fn shorten(mut param: SolverParameter, dir: &Path, max_iter: i32) -> PathBuf {
     param.max_iter = Some(max_iter);
-    param.test_iter = vec![1; param.test_state.len().max(1)];
+    param.test_iter = vec![1; param.test_state.len().max(param.test_net.len()).max(1)];
     // GoogLeNet's solver skips the test before training; every run here tests at iteration 0.
     param.test_initialization = Some(true);
     param.test_interval = Some(2);
@@ -129,7 +125,7 @@ fn short_solver(
     param.snapshot = Some(0);
     param.snapshot_after_train = Some(false);
     param.snapshot_prefix = Some(dir.join("snapshot").display().to_string());
-    let solver_file = dir.join(Path::new(solver).file_name().unwrap());
+    let solver_file = dir.join("solver.prototxt");
     files::write_text(&solver_file, &param).unwrap();
     solver_file
 }
@@ -163,17 +159,43 @@ fn train(name: &str, solver: &str, sample: &[usize], values: (f32, f32), classes
     train_and_check(name, &solver_file, &dir);
 }
 
-/// Trains Caffe's `solver` for 3 iterations with its Data, ImageData and WindowData layers (the last not in
-/// crema) made DummyData: `sample` per
-/// image (uniform in [0, 1]), 2 images a batch, labels 1; and checks the log.
+/// Trains Caffe's `solver` (in tests/fixtures/bvlc) for 3 iterations on DummyData (see [`dummy_net`]).
 fn train_on_dummy_data(name: &str, solver: &str, sample: &[usize]) {
-    let dir = temp_dir(&format!("bvlc-{name}"));
     let (param, _) = files::read_solver_text(&fixture(&format!("bvlc/{solver}"))).unwrap();
-    let net_path = fixture(&format!("bvlc/{}", param.net.as_deref().unwrap()));
-    let (mut net, _) = files::read_net_text(&net_path).unwrap();
+    train_solver_on_dummy_data(name, param, sample);
+}
+
+/// Trains `param` for 3 iterations, every net it names (`net`, or `train_net` and `test_net`, paths under
+/// tests/fixtures/bvlc) rewritten by [`dummy_net`] into a scratch folder; checks the log.
+fn train_solver_on_dummy_data(name: &str, mut param: SolverParameter, sample: &[usize]) {
+    let dir = temp_dir(&format!("bvlc-{name}"));
+    let mut replaced = 0;
+    let mut place = |path: &mut String| {
+        let source = fixture(&format!("bvlc/{path}"));
+        let (net, count) = dummy_net(&source, sample);
+        replaced += count;
+        let file = dir.join(source.file_name().unwrap());
+        files::write_text(&file, &net).unwrap();
+        *path = file.display().to_string();
+    };
+    param.net.iter_mut().for_each(&mut place);
+    param.train_net.iter_mut().for_each(&mut place);
+    param.test_net.iter_mut().for_each(&mut place);
+    assert!(replaced >= 2, "{name}: no TRAIN and TEST data layers");
+    let solver_file = shorten(param, &dir, 3);
+    train_and_check(name, &solver_file, &dir);
+}
+
+/// The net at `path` with its Data, ImageData, WindowData (not in crema) and HDF5Data layers made DummyData:
+/// `sample` per example (uniform in [0, 1]), 2 examples a batch, labels 1; and how many layers were replaced.
+fn dummy_net(path: &Path, sample: &[usize]) -> (NetParameter, usize) {
+    let (mut net, _) = files::read_net_text(path).unwrap();
     let mut replaced = 0;
     for layer in &mut net.layer {
-        if !matches!(layer.r#type(), "Data" | "ImageData" | "WindowData") {
+        if !matches!(
+            layer.r#type(),
+            "Data" | "ImageData" | "WindowData" | "HDF5Data"
+        ) {
             continue;
         }
         let mut data_shape = vec![2i64];
@@ -197,6 +219,7 @@ fn train_on_dummy_data(name: &str, solver: &str, sample: &[usize]) {
         layer.data_param = None;
         layer.image_data_param = None;
         layer.window_data_param = None;
+        layer.hdf5_data_param = None;
         layer.transform_param = None;
         layer.dummy_data_param = Some(DummyDataParameter {
             shape: shapes[..tops]
@@ -208,9 +231,7 @@ fn train_on_dummy_data(name: &str, solver: &str, sample: &[usize]) {
         });
         replaced += 1;
     }
-    assert!(replaced >= 2, "{solver}: no TRAIN and TEST data layers");
-    let solver_file = short_solver(solver, param, &net, &dir, 3);
-    train_and_check(name, &solver_file, &dir);
+    (net, replaced)
 }
 
 /// Runs `crema train --solver solver_file` in `dir` and checks its log: tests at iterations 0 and 2, a loss at
@@ -338,5 +359,34 @@ fn imagenet_nets_train_from_caffes_solvers() {
         ),
     ] {
         train_on_dummy_data(name, solver, &[3, side, side]);
+    }
+}
+
+/// The logistic regression nets of the HDF5 classification example, whose solvers its notebook writes: one
+/// train_val net, and a train net with a separate test net.
+#[test]
+fn hdf5_classification_nets_train() {
+    let solver = |nets: &str| -> SolverParameter {
+        let definition = format!(
+            "{nets} base_lr: 0.01 lr_policy: \"fixed\" momentum: 0.9 weight_decay: 0.0005 random_seed: 1"
+        );
+        text::parse(&definition, "hdf5_classification solver").unwrap()
+    };
+    for (name, nets) in [
+        (
+            "hdf5-logistic",
+            "net: \"examples/hdf5_classification/train_val.prototxt\"",
+        ),
+        (
+            "hdf5-nonlinear",
+            "net: \"examples/hdf5_classification/nonlinear_train_val.prototxt\"",
+        ),
+        (
+            "hdf5-nonlinear-auto",
+            "train_net: \"examples/hdf5_classification/nonlinear_auto_train.prototxt\" \
+             test_net: \"examples/hdf5_classification/nonlinear_auto_test.prototxt\"",
+        ),
+    ] {
+        train_solver_on_dummy_data(name, solver(nets), &[4]);
     }
 }
