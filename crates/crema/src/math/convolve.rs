@@ -7,7 +7,10 @@
 //!   side, one per thread, each with its own workspace and its own weight-gradient partial. The patches are
 //!   gathered again in backward (cheaper than keeping them: they are in cache, a whole batch of them is not),
 //!   and the partials are summed in chunk order, so results do not depend on the number of threads;
-//! - large images (CaffeNet, FCN): one image at a time, every kernel and product split across threads.
+//! - large images (CaffeNet, FCN): one chunk at a time, every kernel and product split across threads; a chunk
+//!   holds enough images for products about 1024 positions wide (one image of a large map). Strided
+//!   convolutions keep their patches from forward, and small weight gradients over many positions are summed
+//!   in parts side by side.
 //!
 //! "Image side" is the convolution's input (a Convolution's bottom, a Deconvolution's top), "channel side" its
 //! output, `outputs × S` per image. Forward of a convolution gathers image side into channel side; forward of
@@ -34,7 +37,7 @@ const PER_IMAGE_POSITIONS: usize = 256;
 /// positions is summed in parts of about this many, side by side.
 const WEIGHT_PART_POSITIONS: usize = 2048;
 /// Run one chunk at a time, a chunk holds enough images for this many output positions (CaffeNet's 13 × 13
-/// maps: 6 images), so that its products are wide enough to run at full speed; large maps take one image.
+/// maps: 7 images), so that its products are wide enough to run at full speed; large maps take one image.
 const MIN_CHUNK_POSITIONS: usize = 1024;
 /// The most weight-gradient partials (chunks × weights) worth keeping; beyond, chunks run one at a time.
 const MAX_PARTIAL_VALUES: usize = 1 << 23;
@@ -416,17 +419,22 @@ impl Layout {
                     }
                 });
             let parts = &weight_parts[..parts * weight_count];
-            for_each_block(threads, &mut dw[..weight_count], 4096, |b, block| {
-                let start = b * 4096;
-                for v in block.iter_mut() {
-                    *v *= beta;
-                }
-                for part in parts.chunks_exact(weight_count) {
-                    for (v, &p) in block.iter_mut().zip(&part[start..]) {
-                        *v += p;
+            for_each_block(
+                threads,
+                &mut dw[..weight_count],
+                REDUCE_BLOCK,
+                |b, block| {
+                    let start = b * REDUCE_BLOCK;
+                    for v in block.iter_mut() {
+                        *v *= beta;
                     }
-                }
-            });
+                    for part in parts.chunks_exact(weight_count) {
+                        for (v, &p) in block.iter_mut().zip(&part[start..]) {
+                            *v += p;
+                        }
+                    }
+                },
+            );
             return;
         }
         for g in 0..self.group {
