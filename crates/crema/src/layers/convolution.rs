@@ -10,10 +10,9 @@
 //! Learnable blobs: the weights, `num_output × channels/group × kernel...` (Deconvolution:
 //! `channels × num_output/group × kernel...`), and the bias of `num_output` when `bias_term`.
 //!
-//! How it runs: the patches of every image are gathered as one `K × (N·S)` matrix (`math::conv::im2col`, rows
-//! in parallel), and forward and backward are each one or two large matrix products per group on views of it,
-//! split across cores by the matrix product: the output, the weight gradient and the patch gradient (summed
-//! back into images by `col2im`). Deconvolution runs the same products
+//! How it runs: `math::convolve::Convolver`, made at reshape for the batch's shape, cuts the batch into chunks
+//! of images and runs each as matrix products on its patch matrix (small maps side by side on all cores,
+//! large ones a chunk at a time with the products split across cores). Deconvolution runs the same products
 //! the other way round (its forward is a convolution's input gradient).
 
 use crema_proto::caffe::ConvolutionParameter;
