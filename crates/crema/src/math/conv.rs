@@ -2,11 +2,12 @@
 //! columns back into images), and moving values between image-major and channel-major layouts, for any number
 //! of spatial axes with padding, stride and dilation.
 //!
-//! A convolution over a batch is then a few large matrix products (see `layers::convolution`): the patches of
-//! all images as one `K × (N·S)` matrix (K = channels × kernel size per patch, S output positions per image,
+//! A convolution over a chunk of images is then a few matrix products (see `math::convolve`): the patches of
+//! `n` images as one `K × (n·S)` matrix (K = channels × kernel size per patch, S output positions per image,
 //! the images side by side), multiplied by the `M × K` weights. Each row of that matrix is one (channel,
-//! kernel offset) for every position of every image: for stride-1 kernels a row is made of long runs copied
-//! from image rows, and rows are filled in parallel, each thread writing its own.
+//! kernel offset) for every position of every image: a row is made of runs copied from image rows. With
+//! `Threads::All` rows (and in `col2im`, planes) are filled in parallel; with `Threads::One` the caller is
+//! itself one piece of a parallel loop.
 
 use smallvec::SmallVec;
 
