@@ -313,6 +313,7 @@ impl Layer for Convolution {
             .as_ref()
             .is_some_and(|c| c.num() == num && *c.shape() == shape);
         if !unchanged {
+            // The old buffers go before the new ones are allocated: never both at once.
             self.convolver = None;
             self.convolver = Some(Convolver::new(
                 self.direction(),

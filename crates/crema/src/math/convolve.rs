@@ -189,7 +189,8 @@ impl Layout {
         buffer
     }
 
-    /// The patches of `count` images of `image`, gathered into `cols` when `patches` says so.
+    /// The patch matrix (`patch_len × count·positions`) of `count` images of `image`, gathered into `cols`
+    /// when `patches` says so.
     fn patches<'a>(
         &self,
         threads: Threads,
@@ -197,15 +198,16 @@ impl Layout {
         count: usize,
         image: &[f32],
         patches: Patches<'a>,
-    ) -> &'a [f32] {
-        match patches {
+    ) -> MatRef<'a> {
+        let values: &[f32] = match patches {
             Patches::Gather => {
                 im2col(threads, &self.shape, image, count, cols);
                 cols
             }
             Patches::InWorkspace => cols,
             Patches::Kept(kept) => kept,
-        }
+        };
+        MatRef::new(values, self.shape.patch_len(), count * self.positions())
     }
 
     /// `channel = W · patches(image)` for `count` images, the patches from `patches`.
@@ -222,21 +224,17 @@ impl Layout {
     ) {
         let Sizes {
             positions,
-            patch,
             width,
             kg,
             mg,
+            ..
         } = self.sizes(count);
         let Workspace {
             cols,
             channel_major,
             ..
         } = ws;
-        let cols = MatRef::new(
-            self.patches(threads, cols, count, image, patches),
-            patch,
-            width,
-        );
+        let cols = self.patches(threads, cols, count, image, patches);
         let w = self.weights(weights);
         if self.per_image(threads, count) {
             // Wide enough per image: each image's product writes its channel side where the blob holds it.
@@ -359,21 +357,17 @@ impl Layout {
     ) {
         let Sizes {
             positions,
-            patch,
             width,
             kg,
             mg,
+            ..
         } = self.sizes(count);
         let Workspace {
             cols,
             channel_major,
             weight_parts,
         } = ws;
-        let cols = MatRef::new(
-            self.patches(threads, cols, count, image, patches),
-            patch,
-            width,
-        );
+        let cols = self.patches(threads, cols, count, image, patches);
         let weight_count = self.outputs * kg;
         let parts = width / WEIGHT_PART_POSITIONS;
         let in_parts =
