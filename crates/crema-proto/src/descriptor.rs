@@ -8,6 +8,12 @@ use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor};
 
 static DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/caffe_descriptor.bin"));
 
+/// `caffe.proto` compiled, as an encoded `FileDescriptorSet`: what Python's protobuf needs to make the
+/// `caffe_pb2` module of the same schema.
+pub fn descriptor_set_bytes() -> &'static [u8] {
+    DESCRIPTOR_SET
+}
+
 /// The descriptor pool of `caffe.proto` as compiled into this crate.
 pub fn descriptor_pool() -> &'static DescriptorPool {
     static POOL: OnceLock<DescriptorPool> = OnceLock::new();

@@ -34,6 +34,6 @@ pub use caffe::{
     BlobProto, BlobProtoVector, BlobShape, Datum, LayerParameter, NetParameter, NetState,
     NetStateRule, SolverParameter, SolverState, V1LayerParameter,
 };
-pub use descriptor::{descriptor_pool, CaffeMessage};
+pub use descriptor::{descriptor_pool, descriptor_set_bytes, CaffeMessage};
 pub use error::{Origin, ProtoError, Result};
 pub use prost_reflect;

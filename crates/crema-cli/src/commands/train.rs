@@ -2,7 +2,8 @@
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use anyhow::{bail, Context, Result};
 use crema::proto::files;
@@ -97,9 +98,7 @@ pub fn run(args: Args) -> Result<()> {
             solver.iter()
         );
     }
-    let stop = solver.stop_flag();
-    ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst))
-        .context("installing the Ctrl-C handler")?;
+    stop_on_signals(solver.stop_flag())?;
 
     let max_iter = u64::try_from(solver.param().max_iter()).unwrap_or(0);
     let bar = std::io::stderr().is_terminal().then(|| {
@@ -133,4 +132,25 @@ pub fn run(args: Args) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Makes Ctrl-C and SIGTERM set `flag`, which snapshots and stops the solver. The handler is installed once per
+/// process, since a host (the Python package) may run several trainings in one process; it sets the flag of
+/// the training under way.
+fn stop_on_signals(flag: Arc<AtomicBool>) -> Result<()> {
+    static TRAINING_NOW: Mutex<Option<Arc<AtomicBool>>> = Mutex::new(None);
+    static INSTALLED: OnceLock<Result<(), String>> = OnceLock::new();
+    *TRAINING_NOW.lock().unwrap_or_else(PoisonError::into_inner) = Some(flag);
+    INSTALLED
+        .get_or_init(|| {
+            ctrlc::set_handler(|| {
+                if let Some(flag) = &*TRAINING_NOW.lock().unwrap_or_else(PoisonError::into_inner) {
+                    flag.store(true, Ordering::SeqCst);
+                }
+            })
+            .map_err(|error| error.to_string())
+        })
+        .clone()
+        .map_err(anyhow::Error::msg)
+        .context("installing the Ctrl-C handler")
 }

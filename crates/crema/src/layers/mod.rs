@@ -134,12 +134,34 @@ pub const REGISTRY: &[(&str, Constructor)] = &[
     ("Tile", tile::create),
 ];
 
-/// The constructor for `type_name`, if crema has that layer.
+/// Layer types a front end adds at run time: the Python package registers `"Python"`, whose layers run the
+/// user's Python classes and so exist only where crema runs inside a Python interpreter.
+static FRONT_END_LAYERS: std::sync::RwLock<Vec<(&'static str, Constructor)>> =
+    std::sync::RwLock::new(Vec::new());
+
+/// Adds (or replaces) a layer type that is not in [`REGISTRY`]; front ends call it once, before building nets.
+pub fn register(type_name: &'static str, create: Constructor) {
+    let mut added = FRONT_END_LAYERS
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    added.retain(|(name, _)| *name != type_name);
+    added.push((type_name, create));
+}
+
+/// The constructor for `type_name`, if crema has that layer (built in or registered by a front end).
 pub fn constructor(type_name: &str) -> Option<Constructor> {
     REGISTRY
         .iter()
         .find(|(name, _)| *name == type_name)
         .map(|(_, create)| *create)
+        .or_else(|| {
+            FRONT_END_LAYERS
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .iter()
+                .find(|(name, _)| *name == type_name)
+                .map(|(_, create)| *create)
+        })
 }
 
 /// The names of every layer type crema has, sorted.

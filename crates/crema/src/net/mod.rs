@@ -693,6 +693,21 @@ impl Net {
     /// each named blob must be an output of the net (no layer reads it) and `G` must hold its count of values.
     /// A loss top's gradient is its loss weight and cannot be given.
     pub fn backward_from(&mut self, top_diffs: &[(&str, &[f32])]) -> Result<()> {
+        match self.slots.len() {
+            0 => Ok(()),
+            count => self.backward_range(top_diffs, count - 1, 0),
+        }
+    }
+
+    /// [`Net::backward_from`] over layers `start` down to `end` only (Caffe's `BackwardFromTo`, pycaffe's
+    /// `net.backward(start=, end=)`); the layers after `start` must have run backward.
+    pub fn backward_range(
+        &mut self,
+        top_diffs: &[(&str, &[f32])],
+        start: usize,
+        end: usize,
+    ) -> Result<()> {
+        self.check_range(end, start)?;
         self.set_loss_diffs();
         for &(name, values) in top_diffs {
             let error = |reason: String| Error::Net {
@@ -727,10 +742,36 @@ impl Net {
             }
             blob.diff_mut().copy_from_slice(values);
         }
-        for index in (0..self.slots.len()).rev() {
+        for index in (end..=start).rev() {
             self.backward_layer(index)?;
         }
         self.give_shared_gradients_to_owners();
+        Ok(())
+    }
+
+    /// [`Net::forward`] over layers `start..=end` only (Caffe's `ForwardFromTo`, pycaffe's
+    /// `net.forward(start=, end=)`); the layers before `start` must have run. Returns their weighted loss.
+    pub fn forward_range(&mut self, start: usize, end: usize) -> Result<f32> {
+        self.check_range(start, end)?;
+        self.refresh_shared_params();
+        let mut loss = 0.0f64;
+        for index in start..=end {
+            loss += f64::from(self.forward_layer(index)?);
+        }
+        Ok(loss as f32)
+    }
+
+    /// An error unless `first..=last` are layers of the net, in running order.
+    fn check_range(&self, first: usize, last: usize) -> Result<()> {
+        if first > last || last >= self.slots.len() {
+            return Err(Error::Net {
+                origin: self.origin.clone(),
+                reason: format!(
+                    "layers {first} to {last} are not a range of this net's {} layers",
+                    self.slots.len()
+                ),
+            });
+        }
         Ok(())
     }
 
@@ -842,6 +883,20 @@ impl Net {
         self.slots
             .iter()
             .position(|s| (s.first_top..s.first_top + s.top_count).contains(&id))
+    }
+
+    /// The ids of every version of blob `name`, oldest first (one unless in-place layers write it): for front
+    /// ends that show one blob per name, as Caffe has, reading values from the newest and gradients from the
+    /// oldest.
+    pub fn blob_version_ids(&self, name: &str) -> Vec<usize> {
+        (0..self.blob_names.len())
+            .filter(|&id| self.blob_names[id] == name)
+            .collect()
+    }
+
+    /// The blob with id `id` (from [`Net::blob_version_ids`]).
+    pub fn blob_by_id_mut(&mut self, id: usize) -> &mut Blob {
+        &mut self.blobs[id]
     }
 
     fn blob_id(&self, name: &str) -> Option<usize> {
@@ -1032,6 +1087,11 @@ impl Net {
 fn left_out(type_name: &str) -> Option<&'static str> {
     match type_name {
         "LSTM" | "RNN" => Some("crema does not implement the recurrent layers LSTM and RNN"),
+        "Python" => Some(
+            "Python layers run where crema runs inside Python: install the Python package (`pip install .` at \
+             crema's repository root) and use caffe.Net or caffe.get_solver from Python, or the `crema` \
+             command of that environment (`python -m crema train ...`)",
+        ),
         "WindowData" => Some(
             "crema does not implement WindowData (R-CNN's window-file data layer); give the crops through \
              ImageData, Data (LMDB) or HDF5Data instead",

@@ -125,6 +125,10 @@ fn layers_left_out_on_purpose_are_named_as_such() {
             "crema does not implement the recurrent layers LSTM and RNN",
         ),
         ("WindowData", "crema does not implement WindowData"),
+        (
+            "Python",
+            "Python layers run where crema runs inside Python: install the Python package",
+        ),
     ] {
         let text = format!("layer {{ name: 'l' type: '{type_name}' top: 'x' }}");
         let err = net(&text, Phase::Train, &[]).err().unwrap().to_string();

@@ -324,6 +324,27 @@ impl Solver {
         &self.tests
     }
 
+    /// The test nets, for front ends that let the user write into them.
+    pub fn test_nets_mut(&mut self) -> &mut [Net] {
+        &mut self.tests
+    }
+
+    /// Gives test net `index` the train net's current weights, as Caffe's test nets, which share the train
+    /// net's memory, always have them (front ends call it before running a test net themselves).
+    pub fn refresh_test_net(&mut self, index: usize) -> Result<()> {
+        match self.tests.get_mut(index) {
+            Some(test) => test.copy_params_from(&self.train),
+            None => Err(Error::Net {
+                origin: self.origin.clone(),
+                reason: format!(
+                    "the solver has {} test nets, not {}",
+                    self.tests.len(),
+                    index + 1
+                ),
+            }),
+        }
+    }
+
     /// The solver's parameters.
     pub fn param(&self) -> &SolverParameter {
         &self.param
