@@ -17,6 +17,17 @@ use crate::errors::OrRaise;
 use crate::net::Net;
 use crate::python_layer::BlobVec;
 
+/// A shape as Python writes a tuple: `(4, 3)`, `(5,)`, `()`.
+fn as_tuple(shape: &[usize]) -> String {
+    match shape {
+        [one] => format!("({one},)"),
+        _ => format!(
+            "({})",
+            shape.iter().map(usize::to_string).collect::<Vec<_>>().join(", ")
+        ),
+    }
+}
+
 /// Which of a blob's two arrays.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Part {
@@ -180,9 +191,10 @@ impl Blob {
         this.get().with(py, part, |blob| {
             if given != blob.shape() {
                 return Err(PyValueError::new_err(format!(
-                    "cannot set .{} of a blob of shape {:?} to an array of shape {given:?}",
+                    "cannot set .{} of a blob of shape {} to an array of shape {}",
                     part.name(),
-                    blob.shape()
+                    as_tuple(blob.shape()),
+                    as_tuple(&given)
                 )));
             }
             match part {
@@ -287,7 +299,7 @@ impl Blob {
 
     fn __repr__(&self, py: Python<'_>) -> String {
         match self.shape(py) {
-            Ok(shape) => format!("<Blob shape {shape:?}>"),
+            Ok(shape) => format!("<Blob shape {}>", as_tuple(&shape)),
             Err(_) => "<Blob (no longer reachable)>".to_owned(),
         }
     }
