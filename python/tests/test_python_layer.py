@@ -355,6 +355,9 @@ def test_compute_h_trains_from_the_console_script_and_python_m(seed_example):
     ]
     for done in tested:
         assert done.returncode == 0, done.stderr
+    timed = crema_command("time", "--model", "train_val_python.prototxt", "--iterations", 3, cwd=seed_example)
+    assert timed.returncode == 0, timed.stderr
+    assert "H" in timed.stdout + timed.stderr
     accuracy = [next(line for line in (d.stdout + d.stderr).splitlines() if "balanced accuracy" in line.lower())
                 for d in tested]
     assert accuracy[0] == accuracy[1], accuracy

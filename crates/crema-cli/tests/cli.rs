@@ -290,3 +290,28 @@ layer { name: "sum" type: "Eltwise" bottom: "ya" bottom: "yb" top: "y" }
     assert_eq!(read("a.0.diff.npy"), expected);
     assert_eq!(read("b.0.diff.npy"), expected);
 }
+
+#[test]
+fn the_plain_binary_refuses_a_python_layer_and_says_how_to_run_it() {
+    let dir = temp_dir("python-layer");
+    std::fs::write(
+        dir.join("net.prototxt"),
+        r#"layer { name: "x" type: "Input" top: "x" input_param { shape { dim: 2 } } }
+layer { name: "h" type: "Python" bottom: "x" top: "h"
+  python_param { module: "compute_h" layer: "ComputeH" } }"#,
+    )
+    .unwrap();
+    let out = crema(
+        &["forward", "--model", "net.prototxt", "--out", "out"],
+        &dir,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains(
+            "net.prototxt: layer \"h\" (Python): Python layers run where crema runs inside Python"
+        ) && err.contains("pip install .")
+            && err.contains("python -m crema"),
+        "{err}"
+    );
+}
