@@ -133,3 +133,20 @@ def test_solver_errors_name_the_file(write, tmp_path):
         caffe.get_solver(missing)
     with pytest.raises(crema.CremaError, match="no_solver.prototxt"):
         caffe.get_solver(str(tmp_path / "no_solver.prototxt"))
+
+
+def test_ctrl_c_stops_a_long_step_after_an_iteration(solver_file):
+    import _thread
+    import threading
+
+    solver = caffe.SGDSolver(solver_file())
+    feed(solver.net, 0)
+    timer = threading.Timer(0.3, _thread.interrupt_main)
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        solver.step(10**8)
+    timer.join()
+    assert 0 < solver.iter < 10**8
+    before = solver.iter
+    solver.step(2)  # the solver goes on from where it stood
+    assert solver.iter == before + 2

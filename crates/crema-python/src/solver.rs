@@ -5,11 +5,39 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use crema::proto::files;
-use crema::solver::{SolverOptions, StderrLog};
+use crema::solver::{SolverLog, SolverOptions};
 use pyo3::prelude::*;
 
 use crate::errors::{forget_layer_exception, OrRaise};
 use crate::net::{lock_now, Net};
+
+/// The log of a run started from Python: Caffe's lines on stderr, and Ctrl-C (or any signal Python's handlers
+/// turn into an exception) stops the run after the iteration under way and is raised when it returns.
+#[derive(Default)]
+struct PythonLog {
+    raised: Option<PyErr>,
+}
+
+impl SolverLog for PythonLog {
+    fn line(&mut self, text: &str) {
+        eprintln!("{text}");
+    }
+
+    fn interrupted(&mut self) -> bool {
+        if self.raised.is_none() {
+            self.raised = Python::attach(|py| py.check_signals().err());
+        }
+        self.raised.is_some()
+    }
+}
+
+/// A run's outcome as Python sees it: an interruption first, then crema's error.
+fn finish<T>(py: Python<'_>, log: PythonLog, outcome: crema::Result<T>) -> PyResult<T> {
+    if let Some(raised) = log.raised {
+        return Err(raised);
+    }
+    outcome.or_raise(py)
+}
 
 /// A training run: the train net, its test nets, the update rule and the iteration.
 #[pyclass(module = "crema._native", frozen)]
@@ -103,25 +131,32 @@ impl Solver {
 
     /// Runs `iters` iterations (tests and snapshots included, at their intervals).
     fn step(&self, py: Python<'_>, iters: u32) -> PyResult<()> {
-        self.running(py, |s| s.step(iters, &mut StderrLog))?
-            .or_raise(py)
+        let (log, outcome) = self.running(py, |s| {
+            let mut log = PythonLog::default();
+            let outcome = s.step(iters, &mut log);
+            (log, outcome)
+        })?;
+        finish(py, log, outcome)
     }
 
     /// Trains to `max_iter`, resuming first from the .solverstate `resume` when given.
     #[pyo3(signature = (resume=None))]
     fn solve(&self, py: Python<'_>, resume: Option<PathBuf>) -> PyResult<()> {
-        self.running(py, |s| {
-            if let Some(state) = &resume {
-                s.restore(state)?;
+        let (log, outcome) = self.running(py, |s| {
+            let mut log = PythonLog::default();
+            let outcome = match &resume {
+                Some(state) => s.restore(state),
+                None => Ok(()),
             }
-            s.solve(&mut StderrLog)
-        })?
-        .or_raise(py)
+            .and_then(|()| s.solve(&mut log));
+            (log, outcome)
+        })?;
+        finish(py, log, outcome)
     }
 
     /// Writes `<prefix>_iter_N.caffemodel` and `.solverstate`; returns their paths.
     fn snapshot(&self, py: Python<'_>) -> PyResult<(PathBuf, PathBuf)> {
-        self.running(py, |s| s.snapshot(&mut StderrLog))?
+        self.running(py, |s| s.snapshot(&mut PythonLog::default()))?
             .or_raise(py)
     }
 
@@ -132,7 +167,7 @@ impl Solver {
 
     /// Runs every test net `test_iter` batches with the train net's weights, logging the means.
     fn test_all(&self, py: Python<'_>) -> PyResult<()> {
-        self.running(py, |s| s.test_all(&mut StderrLog).map(drop))?
+        self.running(py, |s| s.test_all(&mut PythonLog::default()).map(drop))?
             .or_raise(py)
     }
 }

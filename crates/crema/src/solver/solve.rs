@@ -30,6 +30,12 @@ pub trait SolverLog {
 
     /// Called after every iteration with the smoothed loss.
     fn progress(&mut self, _iter: u32, _max_iter: u32, _smoothed_loss: f32) {}
+
+    /// Asked after every iteration: true stops the run there, without a snapshot (a host's own interruption,
+    /// such as Ctrl-C in Python, which the host then reports).
+    fn interrupted(&mut self) -> bool {
+        false
+    }
 }
 
 /// A log that prints every line to standard error, as Caffe does.
@@ -365,7 +371,7 @@ impl Solver {
         let max_iter = u32::try_from(self.param.max_iter()).unwrap_or(0);
         let remaining = max_iter.saturating_sub(self.iter);
         self.step(remaining, log)?;
-        if self.stop.load(Ordering::SeqCst) {
+        if self.stop.load(Ordering::SeqCst) || log.interrupted() {
             return Ok(());
         }
         let snapshot = self.param.snapshot();
@@ -445,6 +451,9 @@ impl Solver {
             log.progress(self.iter, max_iter, self.smoothed_loss);
             if snapshot > 0 && self.iter.is_multiple_of(snapshot) {
                 self.snapshot(log)?;
+            }
+            if log.interrupted() {
+                break;
             }
             if self.stop.load(Ordering::SeqCst) {
                 log.line(&format!(
