@@ -1,13 +1,23 @@
 """crema from Python: nets, solvers and Caffe's files, and the ``crema`` command.
 
 The pycaffe-compatible API is the ``caffe`` package installed beside this one; ``crema`` holds what is
-crema's own: the command line (``crema.main``), the native classes, and the base class of Python layers.
+crema's own: the command line (``crema.main``), array files (``read_array``/``write_array``: .npy or
+.binaryproto by extension), the native classes, and the base class of Python layers.
 """
 
 import sys
 
 from . import _native
-from ._native import Blob, CremaError, Net, Solver, layer_types, set_random_seed
+from ._native import (
+    Blob,
+    CremaError,
+    Net,
+    Solver,
+    layer_types,
+    read_array,
+    set_random_seed,
+    write_array,
+)
 from ._python_layer import Layer
 
 __all__ = [
@@ -18,7 +28,9 @@ __all__ = [
     "Solver",
     "layer_types",
     "main",
+    "read_array",
     "set_random_seed",
+    "write_array",
 ]
 
 

@@ -2,6 +2,7 @@
 Python wrote (and the other way round)."""
 
 import numpy as np
+import pytest
 from google.protobuf import text_format
 
 import caffe
@@ -71,3 +72,27 @@ def test_the_pycaffe_made_caffemodel_loads():
     np.testing.assert_array_equal(net.params["ip"][0].data, np.load(FORMATS / "tiny_ip_W.npy"))
     out = net.forward(data=np.load(FORMATS / "tiny_ip_x.npy"))["ip"]
     np.testing.assert_allclose(out, np.load(FORMATS / "tiny_ip_y.npy"), rtol=1e-6, atol=1e-6)
+
+
+def test_crema_reads_and_writes_array_files(tmp_path):
+    import crema
+
+    h = np.load(FORMATS / "H_4x4.npy")
+    np.testing.assert_array_equal(crema.read_array(FORMATS / "H_shape_1x1x4x4.binaryproto"), h.reshape(1, 1, 4, 4))
+    legacy = crema.read_array(str(FORMATS / "H_legacy_nchw_1x1x4x4.binaryproto"))
+    assert legacy.shape == (1, 1, 4, 4) and legacy.dtype == np.float32
+    crema.write_array(tmp_path / "H.binaryproto", h.reshape(1, 1, 4, 4))
+    assert (tmp_path / "H.binaryproto").read_bytes() == (FORMATS / "H_shape_1x1x4x4.binaryproto").read_bytes()
+    crema.write_array(tmp_path / "h.npy", h)
+    assert (tmp_path / "h.npy").read_bytes() == (FORMATS / "H_4x4.npy").read_bytes()
+    doubles = np.arange(6, dtype=np.float64).reshape(2, 3) / 3
+    crema.write_array(tmp_path / "d.npy", doubles)
+    back = crema.read_array(tmp_path / "d.npy")
+    assert back.dtype == np.float64
+    np.testing.assert_array_equal(back, doubles)
+    np.testing.assert_array_equal(np.load(tmp_path / "d.npy"), doubles)
+    with pytest.raises(crema.CremaError, match="use .npy or .binaryproto"):
+        crema.write_array(tmp_path / "h.txt", h)
+    (tmp_path / "bad.npy").write_bytes(b"\x93NUMPY\x01\x00garbage")
+    with pytest.raises(crema.CremaError, match="bad.npy"):
+        crema.read_array(tmp_path / "bad.npy")

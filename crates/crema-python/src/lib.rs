@@ -1,5 +1,6 @@
 //! `crema._native`: the extension module under the `crema` and `caffe` Python packages.
 //!
+//! - [`arrays`]: .npy and .binaryproto files as numpy arrays.
 //! - [`blob`]: blobs as numpy arrays that share the net's memory (`blob.data`, `blob.diff`).
 //! - [`net`]: nets built from a prototxt, run forward and backward layer range by layer range.
 //! - [`solver`]: solvers stepped from Python, their train and test nets reachable as nets.
@@ -9,6 +10,7 @@
 //! The pycaffe API itself (`caffe.Net`'s ordered dicts, keyword arguments, `caffe.io`, `NetSpec`) is written in
 //! Python on top of these, in `python/caffe/`.
 
+mod arrays;
 mod blob;
 mod errors;
 mod net;
@@ -111,5 +113,7 @@ fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(main, module)?)?;
     module.add_function(wrap_pyfunction!(layer_types, module)?)?;
     module.add_function(wrap_pyfunction!(read_image, module)?)?;
+    module.add_function(wrap_pyfunction!(arrays::read_array, module)?)?;
+    module.add_function(wrap_pyfunction!(arrays::write_array, module)?)?;
     Ok(())
 }
