@@ -71,6 +71,18 @@ pub enum Source {
     Own { blobs: Py<BlobVec>, index: usize },
 }
 
+/// The blob a loan points at, or an error once the loan has ended.
+fn lent_pointer(blob: &AtomicPtr<crema::Blob>) -> PyResult<*mut crema::Blob> {
+    let pointer = blob.load(Ordering::Acquire);
+    if pointer.is_null() {
+        return Err(PyRuntimeError::new_err(
+            "this blob was lent to a Python layer for one call only; keep copies of its values \
+             (blob.data.copy()), not the blob",
+        ));
+    }
+    Ok(pointer)
+}
+
 /// A blob: `.data` and `.diff` are numpy arrays sharing crema's memory.
 #[pyclass(module = "crema._native", frozen)]
 pub struct Blob {
@@ -107,7 +119,23 @@ impl Blob {
         )
     }
 
-    /// Runs `f` on the crema blob that holds `part`.
+    /// Runs `f` on the crema blob that holds `part`, to read it.
+    pub fn read<R>(
+        &self,
+        py: Python<'_>,
+        part: Part,
+        f: impl FnOnce(&crema::Blob) -> PyResult<R>,
+    ) -> PyResult<R> {
+        match &self.source {
+            Source::Lent { blob, .. } => {
+                // SAFETY: as in `with`; only read here, so a blob the layer may only read is never written.
+                f(unsafe { &*lent_pointer(blob)? })
+            }
+            _ => self.with(py, part, |b| f(b)),
+        }
+    }
+
+    /// Runs `f` on the crema blob that holds `part`, to change it; an error for a blob lent read-only.
     pub fn with<R>(
         &self,
         py: Python<'_>,
@@ -137,16 +165,18 @@ impl Blob {
                 })?;
                 f(blob)
             })?,
-            Source::Lent { blob, .. } => {
-                let pointer = blob.load(Ordering::Acquire);
-                if pointer.is_null() {
-                    return Err(PyRuntimeError::new_err(
-                        "this blob was lent to a Python layer for one call only; keep copies of its values \
-                         (blob.data.copy()), not the blob",
-                    ));
+            Source::Lent { blob, writable } => {
+                let pointer = lent_pointer(blob)?;
+                if !writable {
+                    return Err(PyValueError::new_err(format!(
+                        "this blob's {} is read-only in this call (a Python layer writes its tops in \
+                         forward and its bottoms' diffs in backward)",
+                        part.name()
+                    )));
                 }
                 // SAFETY: the pointer is set from a live blob by the Python layer for the duration of one call
-                // into Python and cleared before that call returns; the net does not touch the blob meanwhile.
+                // into Python and cleared before that call returns; the net does not touch the blob meanwhile,
+                // and a blob the net lent mutably is lent to Python alone.
                 f(unsafe { &mut *pointer })
             }
             Source::Own { blobs, index } => blobs.get().with_blob(*index, f),
@@ -157,7 +187,7 @@ impl Blob {
     fn view<'py>(this: &Bound<'py, Blob>, part: Part) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
         let py = this.py();
         let blob = this.get();
-        let (pointer, shape) = blob.with(py, part, |b| {
+        let (pointer, shape) = blob.read(py, part, |b| {
             let values = match part {
                 Part::Data => b.data(),
                 Part::Diff => b.diff(),
@@ -179,12 +209,6 @@ impl Blob {
     /// Copies `value` into `part`, which it must match in shape (or in count, as a flat sequence).
     fn assign(this: &Bound<'_, Blob>, part: Part, value: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = this.py();
-        if !this.get().writable() {
-            return Err(PyValueError::new_err(format!(
-                "this blob's {} is read-only in this call",
-                part.name()
-            )));
-        }
         let numpy = py.import("numpy")?;
         let array = numpy
             .call_method1("ascontiguousarray", (value, "float32"))?
@@ -210,7 +234,7 @@ impl Blob {
     }
 
     fn shape(&self, py: Python<'_>) -> PyResult<Vec<usize>> {
-        self.with(py, Part::Data, |b| Ok(b.shape().to_vec()))
+        self.read(py, Part::Data, |b| Ok(b.shape().to_vec()))
     }
 }
 
@@ -247,38 +271,33 @@ impl Blob {
     /// The number of values.
     #[getter]
     fn count(&self, py: Python<'_>) -> PyResult<usize> {
-        self.with(py, Part::Data, |b| Ok(b.count()))
+        self.read(py, Part::Data, |b| Ok(b.count()))
     }
 
     /// Caffe's legacy axis 0 (1 where the blob has fewer axes).
     #[getter]
     fn num(&self, py: Python<'_>) -> PyResult<usize> {
-        self.with(py, Part::Data, |b| Ok(b.legacy_dim(0)))
+        self.read(py, Part::Data, |b| Ok(b.legacy_dim(0)))
     }
 
     #[getter]
     fn channels(&self, py: Python<'_>) -> PyResult<usize> {
-        self.with(py, Part::Data, |b| Ok(b.legacy_dim(1)))
+        self.read(py, Part::Data, |b| Ok(b.legacy_dim(1)))
     }
 
     #[getter]
     fn height(&self, py: Python<'_>) -> PyResult<usize> {
-        self.with(py, Part::Data, |b| Ok(b.legacy_dim(2)))
+        self.read(py, Part::Data, |b| Ok(b.legacy_dim(2)))
     }
 
     #[getter]
     fn width(&self, py: Python<'_>) -> PyResult<usize> {
-        self.with(py, Part::Data, |b| Ok(b.legacy_dim(3)))
+        self.read(py, Part::Data, |b| Ok(b.legacy_dim(3)))
     }
 
     /// Gives the blob a new shape, `blob.reshape(n, c, h, w)`; views taken before may no longer be valid.
     #[pyo3(signature = (*shape))]
     fn reshape(&self, py: Python<'_>, shape: Vec<i64>) -> PyResult<()> {
-        if !self.writable() {
-            return Err(PyValueError::new_err(
-                "this blob cannot be reshaped in this call (a Python layer reshapes its tops, in reshape or forward)",
-            ));
-        }
         let shape = shape
             .iter()
             .map(|&d| {

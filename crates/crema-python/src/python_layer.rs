@@ -184,9 +184,10 @@ fn describe(py: Python<'_>, error: &PyErr) -> String {
         .unwrap_or_else(|_| error.to_string())
 }
 
-/// One call's lists of lent blobs, cut off when dropped (also when the call raised).
+/// One call's lent blobs, cut off when dropped (also when the call raised, and whatever the layer did to the
+/// lists it was given).
 struct Loan<'py> {
-    lists: Vec<Bound<'py, PyList>>,
+    lent: Vec<Bound<'py, Blob>>,
 }
 
 impl<'py> Loan<'py> {
@@ -196,24 +197,18 @@ impl<'py> Loan<'py> {
         blobs: &[*mut crema::Blob],
         writable: bool,
     ) -> PyResult<Bound<'py, PyList>> {
-        let lent = blobs
-            .iter()
-            .map(|&blob| Py::new(py, Blob::lent(blob, writable)))
-            .collect::<PyResult<Vec<_>>>()?;
-        let list = PyList::new(py, lent)?;
-        self.lists.push(list.clone());
-        Ok(list)
+        let first = self.lent.len();
+        for &blob in blobs {
+            self.lent.push(Bound::new(py, Blob::lent(blob, writable))?);
+        }
+        PyList::new(py, &self.lent[first..])
     }
 }
 
 impl Drop for Loan<'_> {
     fn drop(&mut self) {
-        for list in &self.lists {
-            for item in list.iter() {
-                if let Ok(blob) = item.cast::<Blob>() {
-                    blob.get().end_loan();
-                }
-            }
+        for blob in &self.lent {
+            blob.get().end_loan();
         }
     }
 }
@@ -231,7 +226,7 @@ impl PythonLayer {
     ) -> LayerResult {
         let class = &self.class;
         Python::attach(|py| {
-            let mut loan = Loan { lists: Vec::new() };
+            let mut loan = Loan { lent: Vec::new() };
             let outcome = (|| -> PyResult<()> {
                 let first = loan.lend(py, first, first_writable)?;
                 let second = loan.lend(py, second, true)?;
