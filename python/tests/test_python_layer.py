@@ -116,6 +116,14 @@ def python_net(layer, param_str="", extra="", bottom_shape="dim: 2 dim: 3"):
     """
 
 
+# The Learned layer between an input and a Euclidean loss against a target "t".
+LEARNED_NET = python_net(
+    "Learned",
+    extra='layer { name: "t" type: "Input" top: "t" input_param { shape { dim: 2 dim: 3 } } }\n'
+    'layer { name: "loss" type: "EuclideanLoss" bottom: "y" bottom: "t" top: "loss" }',
+)
+
+
 @pytest.fixture
 def layers_module(write):
     write("pylayers.py", LAYERS)
@@ -139,14 +147,7 @@ def test_life_cycle_as_caffes(write, layers_module):
 
 
 def test_gradient_through_a_python_layer_matches_finite_differences(write, layers_module):
-    model = write(
-        "n.prototxt",
-        python_net(
-            "Learned",
-            extra='layer { name: "t" type: "Input" top: "t" input_param { shape { dim: 2 dim: 3 } } }\n'
-            'layer { name: "loss" type: "EuclideanLoss" bottom: "y" bottom: "t" top: "loss" }',
-        ),
-    )
+    model = write("n.prototxt", LEARNED_NET)
     net = caffe.Net(model, caffe.TRAIN)
     rng = np.random.default_rng(0)
     x = rng.normal(size=(2, 3))
@@ -177,14 +178,7 @@ def test_gradient_through_a_python_layer_matches_finite_differences(write, layer
 
 
 def test_own_blobs_learn_and_are_saved(write, tmp_path, layers_module):
-    model = write(
-        "n.prototxt",
-        python_net(
-            "Learned",
-            extra='layer { name: "t" type: "Input" top: "t" input_param { shape { dim: 2 dim: 3 } } }\n'
-            'layer { name: "loss" type: "EuclideanLoss" bottom: "y" bottom: "t" top: "loss" }',
-        ),
-    )
+    model = write("n.prototxt", LEARNED_NET)
     solver_path = write(
         "s.prototxt",
         f'net: "{model}"\nbase_lr: 0.05\nlr_policy: "fixed"\nmax_iter: 100\ndisplay: 0\n'
