@@ -25,6 +25,7 @@ use super::loss::{loss_settings, DeprecatedNormalize, LossSettings};
 use crate::blob::{canonical_axis, Blob};
 use crate::io;
 use crate::layer::{Arity, Layer, LayerContext, LayerError, LayerResult};
+use crate::math::focal::focal_cross_entropy;
 use crate::math::labels::labels_to_classes;
 use crate::math::softmax;
 
@@ -35,12 +36,16 @@ const TASK_VALUES: usize = 1 << 15;
 /// Labels checked per task.
 const LABEL_CHUNK: usize = 1 << 14;
 
-/// The InfogainLoss layer.
+/// The InfogainLoss layer, and FocalLoss, which is InfogainLoss with a focusing exponent ([`Focus`]).
 pub struct InfogainLoss {
+    /// What the layer is: InfogainLoss (γ = 0, H required) or FocalLoss.
+    focus: Focus,
     axis: i32,
     settings: LossSettings,
-    /// H read from `source`, with the file it came from.
+    /// H read from `source`, with the file it came from (or the identity, for FocalLoss without H).
     source: Option<(Vec<f32>, PathBuf)>,
+    /// Whether `source` holds the identity made at reshape rather than a file's H.
+    identity_h: bool,
     /// Row sums of H (cached while H comes from the file).
     row_sums: Vec<f32>,
     channels: usize,
@@ -57,8 +62,23 @@ pub struct InfogainLoss {
     normalizer: f32,
 }
 
+/// How the cross-entropy terms are weighed beyond H.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Focus {
+    /// InfogainLoss: H must be given.
+    None,
+    /// FocalLoss: every term weighed by `(1 − p)^gamma`; H is the identity when none is given. With gamma 0 the
+    /// layer runs InfogainLoss's kernels, so its values are InfogainLoss's bit for bit.
+    Focal { gamma: f32 },
+}
+
 /// Makes an InfogainLoss layer, reading H from `source` when one is given.
 pub fn create(ctx: &mut LayerContext) -> LayerResult<Box<dyn Layer>> {
+    create_with(ctx, Focus::None)
+}
+
+/// Makes the layer with `focus` (FocalLoss's constructor calls it with its gamma).
+pub fn create_with(ctx: &mut LayerContext, focus: Focus) -> LayerResult<Box<dyn Layer>> {
     let settings = loss_settings(ctx.param, DeprecatedNormalize::Refuse)?;
     let param = ctx.param.infogain_loss_param.clone().unwrap_or_default();
     let source = match param.source.as_deref() {
@@ -79,9 +99,11 @@ pub fn create(ctx: &mut LayerContext) -> LayerResult<Box<dyn Layer>> {
         _ => None,
     };
     Ok(Box::new(InfogainLoss {
+        focus,
         axis: param.axis(),
         settings,
         source,
+        identity_h: false,
         row_sums: Vec::new(),
         channels: 0,
         outer: 0,
@@ -145,9 +167,33 @@ impl InfogainLoss {
     }
 }
 
+impl InfogainLoss {
+    /// Writes the loss from the summed `total` (an error naming a non-finite score when it is not finite) and
+    /// the probabilities when asked for.
+    fn finish_forward(&mut self, total: f64, scores: &[f32], top: &mut [&mut Blob]) -> LayerResult {
+        if !total.is_finite() {
+            if let Some(at) = scores.iter().position(|v| !v.is_finite()) {
+                return Err(LayerError::new(format!(
+                    "the scores (bottom[0]) hold {} at index {at}; the layers below produced a non-finite value",
+                    scores[at]
+                )));
+            }
+        }
+        top[0].data_mut()[0] = (total / f64::from(self.normalizer)) as f32;
+        self.gradient_ready = true;
+        if let Some(prob) = top.get_mut(1) {
+            softmax::softmax(scores, prob.data_mut(), self.outer, self.channels, self.inner);
+        }
+        Ok(())
+    }
+}
+
 impl Layer for InfogainLoss {
     fn type_name(&self) -> &'static str {
-        "InfogainLoss"
+        match self.focus {
+            Focus::None => "InfogainLoss",
+            Focus::Focal { .. } => "FocalLoss",
+        }
     }
 
     fn bottom_arity(&self) -> Arity {
@@ -167,7 +213,7 @@ impl Layer for InfogainLoss {
     }
 
     fn setup(&mut self, bottom: &[&Blob], _top: &mut [&mut Blob]) -> LayerResult {
-        if bottom.len() < 3 && self.source.is_none() {
+        if bottom.len() < 3 && self.source.is_none() && self.focus == Focus::None {
             return Err(LayerError::new(
                 "no H: give infogain_loss_param.source (a .binaryproto or .npy file) or H as a third bottom",
             ));
@@ -195,6 +241,18 @@ impl Layer for InfogainLoss {
             )));
         }
         let squared = self.channels * self.channels;
+        if bottom.get(2).is_none() && (self.source.is_none() || self.identity_h) {
+            // FocalLoss without H: the identity, remade when the number of classes changes.
+            self.identity_h = true;
+            let mut identity = Vec::new();
+            crate::memory::resize(&mut identity, squared, 0.0, || {
+                format!("H = I for {} classes", self.channels)
+            })?;
+            for c in 0..self.channels {
+                identity[c * self.channels + c] = 1.0;
+            }
+            self.source = Some((identity, PathBuf::from("(the identity)")));
+        }
         let (h_count, h_from) = match (bottom.get(2), &self.source) {
             (Some(h), _) => (h.count(), "bottom[2]".to_owned()),
             (None, Some((h, path))) => (
@@ -253,6 +311,30 @@ impl Layer for InfogainLoss {
         let (channels, inner, scale) = (self.channels, self.inner, self.gradient_scale);
         let (labels, sums) = (&self.labels, &self.row_sums);
         let scores = bottom[0].data();
+        if let Focus::Focal { gamma } = self.focus {
+            if gamma != 0.0 {
+                let block = |(g, (x, l)): (&mut [f32], (&[f32], &[i32]))| -> f64 {
+                    focal_cross_entropy(x, channels, inner, l, h, gamma, scale, g)
+                };
+                // Blocks of whole positions: rows of `channels` when inner is 1, one image's planes otherwise.
+                let per_block = if inner == 1 {
+                    (TASK_VALUES / channels).max(1)
+                } else {
+                    inner
+                };
+                let total: f64 = self
+                    .gradient
+                    .par_chunks_mut(channels * per_block)
+                    .zip(
+                        scores
+                            .par_chunks(channels * per_block)
+                            .zip(labels.par_chunks(per_block)),
+                    )
+                    .map(block)
+                    .sum();
+                return self.finish_forward(total, scores, top);
+            }
+        }
         let rows = |grads: &mut [f32], xs: &[f32], labels: &[i32]| -> f64 {
             softmax::weighted_cross_entropy_rows(xs, channels, labels, h, sums, scale, grads)
         };
@@ -288,20 +370,7 @@ impl Layer for InfogainLoss {
                 .map(|((g, x), l)| columns(g, x, l))
                 .sum(),
         };
-        if !total.is_finite() {
-            if let Some(at) = scores.iter().position(|v| !v.is_finite()) {
-                return Err(LayerError::new(format!(
-                    "the scores (bottom[0]) hold {} at index {at}; the layers below produced a non-finite value",
-                    scores[at]
-                )));
-            }
-        }
-        top[0].data_mut()[0] = (total / f64::from(self.normalizer)) as f32;
-        self.gradient_ready = true;
-        if let Some(prob) = top.get_mut(1) {
-            softmax::softmax(scores, prob.data_mut(), self.outer, channels, inner);
-        }
-        Ok(())
+        self.finish_forward(total, scores, top)
     }
 
     fn backward(

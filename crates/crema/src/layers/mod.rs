@@ -30,6 +30,7 @@ pub mod euclidean_loss;
 pub mod exp;
 pub mod filter;
 pub mod flatten;
+pub mod focal_loss;
 pub mod hdf5_data;
 pub mod hdf5_output;
 pub mod hinge_loss;
@@ -97,6 +98,7 @@ pub const REGISTRY: &[(&str, Constructor)] = &[
     ("Exp", exp::create),
     ("Filter", filter::create),
     ("Flatten", flatten::create),
+    ("FocalLoss", focal_loss::create),
     ("HDF5Data", hdf5_data::create),
     ("HDF5Output", hdf5_output::create),
     ("HingeLoss", hinge_loss::create),

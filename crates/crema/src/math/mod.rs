@@ -6,6 +6,7 @@
 
 pub mod conv;
 pub mod convolve;
+pub mod focal;
 mod exp;
 mod gemm;
 pub mod labels;
