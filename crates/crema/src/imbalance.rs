@@ -79,6 +79,8 @@ pub enum ImbalanceError {
     BadCount { class: usize, value: f64 },
     #[error("no classes: the number of classes must be at least 1")]
     NoClasses,
+    #[error("no class has a sample: every count is 0")]
+    NoSamples,
     #[error("{0} classes; at most {MAX_CLASSES} (H holds C × C values)")]
     TooManyClasses(usize),
 }
@@ -241,6 +243,43 @@ fn median_frequency(counts: &[u64], total: u128, scratch: &mut [f64]) -> f64 {
         (values[middle - 1] + values[middle]) / 2.0
     };
     median / total as f64
+}
+
+/// Counts from a file: an array file (.npy, .binaryproto) or text numbers separated by spaces, commas or lines;
+/// the error names the file.
+pub fn read_counts(path: &std::path::Path) -> Result<Vec<u64>, String> {
+    let values: Vec<f64> = if crate::io::ArrayFormat::of(path).is_ok() {
+        crate::io::read_array(path)
+            .map_err(|e| e.to_string())?
+            .to_f64_vec()
+    } else {
+        let text = crema_proto::files::read_text_file(path, "list of counts")
+            .map_err(|e| e.to_string())?;
+        text.split(|c: char| c.is_whitespace() || c == ',')
+            .filter(|word| !word.is_empty())
+            .map(|word| {
+                word.parse::<f64>()
+                    .map_err(|_| format!("{}: {word:?} is not a number", path.display()))
+            })
+            .collect::<Result<_, String>>()?
+    };
+    counts_from_values(&values).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// The log class prior `log π_c = log(n_c / N)` of `counts`, for logit adjustment; a class without samples
+/// takes the rarest present class's count (as the class weights do), so its log prior is finite. An error when
+/// no class has a sample.
+pub fn log_prior(counts: &[u64]) -> Result<Vec<f64>, ImbalanceError> {
+    let rarest = counts.iter().copied().filter(|&n| n > 0).min();
+    let Some(rarest) = rarest else {
+        return Err(ImbalanceError::NoSamples);
+    };
+    let filled: Vec<f64> = counts
+        .iter()
+        .map(|&n| if n > 0 { n } else { rarest } as f64)
+        .collect();
+    let total: f64 = filled.iter().sum();
+    Ok(filled.iter().map(|n| (n / total).ln()).collect())
 }
 
 /// Writes `H = diag(weights)` into `h` (C×C, row-major).

@@ -16,13 +16,10 @@
 //! `normalize` defaults to `MEAN_ONE`: the mean weight over the counted samples is 1, so the learning rate of an
 //! unweighted SoftmaxWithLoss net stays right. No gradient flows through this layer.
 
-use std::path::Path;
-
 use crema_proto::caffe::class_weights_parameter::{Method as MethodParam, Mode, Normalization};
 
 use crate::blob::Blob;
 use crate::imbalance::{self, Method};
-use crate::io;
 use crate::layer::{Arity, Layer, LayerContext, LayerError, LayerResult};
 
 /// The ClassWeights layer.
@@ -65,7 +62,10 @@ pub fn create(ctx: &mut LayerContext) -> LayerResult<Box<dyn Layer>> {
     }
     let given_counts = match (&param.counts[..], param.counts_file.as_deref()) {
         ([], None) => None,
-        ([], Some(file)) => Some(read_counts(&ctx.resolve(file))?),
+        ([], Some(file)) => Some(
+            imbalance::read_counts(&ctx.resolve(file))
+                .map_err(|e| LayerError::new(format!("class_weights_param.counts_file: {e}")))?,
+        ),
         (counts, None) => {
             let values: Vec<f64> = counts.iter().map(|&c| f64::from(c)).collect();
             Some(
@@ -138,32 +138,6 @@ pub fn create(ctx: &mut LayerContext) -> LayerResult<Box<dyn Layer>> {
         (_, None) => {}
     }
     Ok(Box::new(layer))
-}
-
-/// Counts from a file: an array file (.npy, .binaryproto) or text numbers separated by spaces, commas or lines.
-fn read_counts(path: &Path) -> LayerResult<Vec<u64>> {
-    let field = "class_weights_param.counts_file";
-    let values: Vec<f64> = if io::ArrayFormat::of(path).is_ok() {
-        io::read_array(path)
-            .map_err(|e| LayerError::new(format!("{field}: {e}")))?
-            .to_f64_vec()
-    } else {
-        let text = crema_proto::files::read_text_file(path, "list of counts")
-            .map_err(|e| LayerError::new(format!("{field}: {e}")))?;
-        text.split(|c: char| c.is_whitespace() || c == ',')
-            .filter(|word| !word.is_empty())
-            .map(|word| {
-                word.parse::<f64>().map_err(|_| {
-                    LayerError::new(format!(
-                        "{field}: {}: {word:?} is not a number",
-                        path.display()
-                    ))
-                })
-            })
-            .collect::<LayerResult<_>>()?
-    };
-    imbalance::counts_from_values(&values)
-        .map_err(|e| LayerError::new(format!("{field}: {}: {e}", path.display())))
 }
 
 impl ClassWeights {
@@ -262,6 +236,7 @@ impl Layer for ClassWeights {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::io;
     use crate::layers::test_support::context;
 
     fn make(text: &str) -> LayerResult<Box<dyn Layer>> {

@@ -60,7 +60,8 @@ mod tests {
         let label = Blob::from_data(&[2], vec![1.0, 0.0]).unwrap();
         let h = Blob::from_data(&[2, 2], vec![2.0, 0.0, 0.0, 1.0]).unwrap();
         let top = run(layer.as_mut(), &[&scores, &label, &h], 1).unwrap();
-        let expected = (-(0.25f64).powi(2) * 0.75f64.ln() - 2.0 * 0.75f64.powi(2) * 0.25f64.ln()) / 2.0;
+        let expected =
+            (-(0.25f64).powi(2) * 0.75f64.ln() - 2.0 * 0.75f64.powi(2) * 0.25f64.ln()) / 2.0;
         assert!((f64::from(top[0].data()[0]) - expected).abs() < 1e-6);
         // Without H: the identity.
         let mut layer = layer_from_text(create, "loss_param { normalization: FULL }");
@@ -79,8 +80,10 @@ mod tests {
             let scores = uniform_blob(shape, -4.0, 4.0, 1);
             let labels = labels(label_shape, classes, 2);
             let h = uniform_blob(&[classes, classes], 0.0, 2.0, 3);
-            let params = format!("infogain_loss_param {{ axis: {axis} }} loss_param {{ ignore_label: 1 }}");
-            let mut focal = layer_from_text(create, &format!("focal_loss_param {{ gamma: 0 }} {params}"));
+            let params =
+                format!("infogain_loss_param {{ axis: {axis} }} loss_param {{ ignore_label: 1 }}");
+            let mut focal =
+                layer_from_text(create, &format!("focal_loss_param {{ gamma: 0 }} {params}"));
             let mut infogain = layer_from_text(super::super::infogain_loss::create, &params);
             let a = run(focal.as_mut(), &[&scores, &labels, &h], 2).unwrap();
             let b = run(infogain.as_mut(), &[&scores, &labels, &h], 2).unwrap();
@@ -93,7 +96,11 @@ mod tests {
                 let top_refs: Vec<&Blob> = tops.iter().collect();
                 let (mut l, mut hh) = (labels.clone(), h.clone());
                 layer
-                    .backward(&top_refs, &[true, false, false], &mut [grad, &mut l, &mut hh])
+                    .backward(
+                        &top_refs,
+                        &[true, false, false],
+                        &mut [grad, &mut l, &mut hh],
+                    )
                     .unwrap();
             }
             assert_eq!(ga.diff(), gb.diff());
@@ -148,22 +155,48 @@ mod tests {
         let bad_label = Blob::from_data(&[2], vec![0.0, 3.0]).unwrap();
         let mut layer = layer_from_text(create, "");
         let error = run(layer.as_mut(), &[&scores, &bad_label], 1).unwrap_err();
-        assert!(error.0.contains("label 3 at position 1 is not a class index in [0, 3)"), "{}", error.0);
+        assert!(
+            error
+                .0
+                .contains("label 3 at position 1 is not a class index in [0, 3)"),
+            "{}",
+            error.0
+        );
         let few = Blob::from_data(&[3], vec![0.0; 3]).unwrap();
         let mut layer = layer_from_text(create, "");
         let error = run(layer.as_mut(), &[&scores, &few], 1).unwrap_err();
-        assert!(error.0.contains("give one label per position"), "{}", error.0);
+        assert!(
+            error.0.contains("give one label per position"),
+            "{}",
+            error.0
+        );
         let small_h = Blob::from_data(&[2, 2], vec![1.0; 4]).unwrap();
         let labels = Blob::from_data(&[2], vec![0.0; 2]).unwrap();
         let mut layer = layer_from_text(create, "");
         let error = run(layer.as_mut(), &[&scores, &labels, &small_h], 1).unwrap_err();
-        assert!(error.0.contains("H (bottom[2]) has 4 values"), "{}", error.0);
+        assert!(
+            error.0.contains("H (bottom[2]) has 4 values"),
+            "{}",
+            error.0
+        );
         let param = crema_proto::text::parse("focal_loss_param { gamma: -1 }", "t").unwrap();
-        let error = create(&mut crate::layers::test_support::context(&param)).err().unwrap();
-        assert!(error.0.contains("focal_loss_param.gamma: -1"), "{}", error.0);
+        let error = create(&mut crate::layers::test_support::context(&param))
+            .err()
+            .unwrap();
+        assert!(
+            error.0.contains("focal_loss_param.gamma: -1"),
+            "{}",
+            error.0
+        );
         let nan = Blob::from_data(&[2, 3], vec![f32::NAN; 6]).unwrap();
         let mut layer = layer_from_text(create, "");
         let error = run(layer.as_mut(), &[&nan, &labels], 1).unwrap_err();
-        assert!(error.0.contains("the scores (bottom[0]) hold NaN at index 0"), "{}", error.0);
+        assert!(
+            error
+                .0
+                .contains("the scores (bottom[0]) hold NaN at index 0"),
+            "{}",
+            error.0
+        );
     }
 }

@@ -182,7 +182,13 @@ impl InfogainLoss {
         top[0].data_mut()[0] = (total / f64::from(self.normalizer)) as f32;
         self.gradient_ready = true;
         if let Some(prob) = top.get_mut(1) {
-            softmax::softmax(scores, prob.data_mut(), self.outer, self.channels, self.inner);
+            softmax::softmax(
+                scores,
+                prob.data_mut(),
+                self.outer,
+                self.channels,
+                self.inner,
+            );
         }
         Ok(())
     }

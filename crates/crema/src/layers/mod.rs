@@ -40,6 +40,7 @@ pub mod infogain_loss;
 pub mod inner_product;
 pub mod input;
 pub mod log;
+pub mod logit_adjust;
 pub mod loss;
 pub mod lrn;
 pub mod multinomial_logistic_loss;
@@ -109,6 +110,7 @@ pub const REGISTRY: &[(&str, Constructor)] = &[
     ("Input", input::create),
     ("LRN", lrn::create),
     ("Log", log::create),
+    ("LogitAdjust", logit_adjust::create),
     ("MVN", mvn::create),
     ("MultinomialLogisticLoss", multinomial_logistic_loss::create),
     ("PReLU", prelu::create),

@@ -43,7 +43,9 @@ pub fn focal_cross_entropy(
         let max = (0..channels)
             .map(|k| f64::from(x[at(k)]))
             .fold(f64::NEG_INFINITY, f64::max);
-        let sum: f64 = (0..channels).map(|k| (f64::from(x[at(k)]) - max).exp()).sum();
+        let sum: f64 = (0..channels)
+            .map(|k| (f64::from(x[at(k)]) - max).exp())
+            .sum();
         let lse = max + sum.ln();
         let mut a_sum = 0.0;
         for k in 0..channels {
@@ -96,9 +98,15 @@ mod tests {
                 let mut grad = [0.0f32; 4];
                 let loss = focal_cross_entropy(&x, 4, 1, &[label], &h, gamma, 1.0, &mut grad);
                 let xs: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
-                let w: Vec<f64> = h[label as usize * 4..][..4].iter().map(|&v| f64::from(v)).collect();
+                let w: Vec<f64> = h[label as usize * 4..][..4]
+                    .iter()
+                    .map(|&v| f64::from(v))
+                    .collect();
                 let expected = by_definition(&xs, &w, f64::from(gamma));
-                assert!((loss - expected).abs() < 1e-9, "gamma {gamma}: {loss} vs {expected}");
+                assert!(
+                    (loss - expected).abs() < 1e-9,
+                    "gamma {gamma}: {loss} vs {expected}"
+                );
                 for j in 0..4 {
                     let step = 1e-5;
                     let (mut up, mut down) = (xs.clone(), xs.clone());

@@ -6,8 +6,8 @@
 
 pub mod conv;
 pub mod convolve;
-pub mod focal;
 mod exp;
+pub mod focal;
 mod gemm;
 pub mod labels;
 pub mod softmax;
