@@ -3,7 +3,8 @@
 //! bottom: labels (any shape; every value is one sample, an integer in `[0, C)` or the ignore label);
 //! top: H, shape 1×1×C×C, for InfogainLoss's third bottom.
 //!
-//! Parameters: `class_weights_param { num_classes mode method beta normalize counts counts_file ignore_label }`.
+//! Parameters: `class_weights_param { num_classes mode method beta normalize counts counts_file ignore_label
+//! start_iter }`.
 //! The weights are those of [`crate::imbalance`] (the same computations as `crema infogain`), by `mode`:
 //! - `BATCH` (default): the counts of this batch's labels, what hand-written "ComputeH" Python layers do, except
 //!   that a class missing from the batch gets a defined weight (the rarest present class's) instead of a crash;
@@ -11,6 +12,11 @@
 //!   goes on with them): weights settle instead of jumping from batch to batch;
 //! - `FIXED`: counts given by `counts` or by `counts_file` (.npy, .binaryproto, or numbers in a text file); H is
 //!   computed once, at setup, and the bottom is ignored (it may be left out).
+//!
+//! `start_iter` defers the re-weighting (DRW, Cao et al. 2019): in a TRAIN net, H is the identity for the first
+//! `start_iter` forward passes (training iterations, times iter_size) and the class weights from then on; the
+//! counts keep running meanwhile, and the number of passes is saved in solverstates, so a resumed run switches at
+//! the same iteration. TEST nets give the class weights throughout.
 //!
 //! At most [`imbalance::MAX_CLASSES`] classes (H holds C × C values), checked before anything is allocated.
 //! `normalize` defaults to `MEAN_ONE`: the mean weight over the counted samples is 1, so the learning rate of an
@@ -35,6 +41,11 @@ pub struct ClassWeights {
     fixed: Option<Vec<f32>>,
     /// The weights of the current batch (kept to allocate nothing per batch).
     weights: Vec<f64>,
+    /// Deferred re-weighting: H is the identity for this many TRAIN forward passes (0: never).
+    start_iter: u64,
+    /// TRAIN forward passes so far, while `start_iter` is set (saved in snapshots so that a resumed run switches
+    /// at the same iteration); TEST nets always give the class weights.
+    passes: Option<u64>,
 }
 
 /// Makes a ClassWeights layer from its parameters (FIXED counts are read and H computed here).
@@ -114,6 +125,9 @@ pub fn create(ctx: &mut LayerContext) -> LayerResult<Box<dyn Layer>> {
         counts: crate::memory::zeroed(classes, || "the class counts".into())?,
         fixed: None,
         weights: crate::memory::zeroed(classes, || "the class weights".into())?,
+        start_iter: u64::from(param.start_iter()),
+        passes: (param.start_iter() > 0 && ctx.phase == crema_proto::caffe::Phase::Train)
+            .then_some(0),
     };
     match (mode, given_counts) {
         (Mode::Fixed, Some(counts)) => {
@@ -181,17 +195,76 @@ impl Layer for ClassWeights {
 
     fn reshape(&mut self, _bottom: &[&Blob], top: &mut [&mut Blob]) -> LayerResult {
         top[0].reshape(&[1, 1, self.classes, self.classes])?;
-        if let Some(h) = &self.fixed {
+        if let (Some(h), None) = (&self.fixed, self.passes) {
             top[0].data_mut().copy_from_slice(h);
         }
         Ok(())
     }
 
     fn forward(&mut self, bottom: &[&Blob], top: &mut [&mut Blob]) -> LayerResult {
-        if self.mode == Mode::Fixed {
-            return Ok(());
+        let deferred = self.passes.is_some_and(|passes| passes < self.start_iter);
+        if let Some(passes) = &mut self.passes {
+            *passes = passes.saturating_add(1);
         }
-        let labels = bottom[0].data().iter().map(|&v| f64::from(v));
+        if self.mode != Mode::Fixed {
+            self.count_batch(bottom[0])?;
+        }
+        if deferred {
+            imbalance::write_diagonal_matrix(&vec![1.0; self.classes], top[0].data_mut());
+        } else if let Some(h) = &self.fixed {
+            top[0].data_mut().copy_from_slice(h);
+        } else {
+            imbalance::write_diagonal_matrix(&self.weights, top[0].data_mut());
+        }
+        Ok(())
+    }
+
+    fn state(&self) -> Option<Vec<u8>> {
+        let mut state = Vec::new();
+        if self.mode == Mode::Running {
+            state.extend(self.counts.iter().flat_map(|c| c.to_le_bytes()));
+        }
+        if let Some(passes) = self.passes {
+            state.extend(passes.to_le_bytes());
+        }
+        (!state.is_empty()).then_some(state)
+    }
+
+    fn set_state(&mut self, state: &[u8]) -> LayerResult {
+        let counts = if self.mode == Mode::Running {
+            8 * self.classes
+        } else {
+            0
+        };
+        let passes = if self.passes.is_some() { 8 } else { 0 };
+        if counts + passes == 0 || state.len() != counts + passes {
+            return Err(LayerError::new(format!(
+                "the saved state ({} bytes) does not fit this layer's {} classes in mode {}{}",
+                state.len(),
+                self.classes,
+                self.mode.as_str_name(),
+                if passes > 0 { " with start_iter" } else { "" }
+            )));
+        }
+        let mut words = state
+            .chunks_exact(8)
+            .map(|bytes| u64::from_le_bytes(bytes.try_into().expect("chunks of 8 bytes")));
+        if self.mode == Mode::Running {
+            for count in &mut self.counts {
+                *count = words.next().unwrap_or(0);
+            }
+        }
+        if let Some(passes) = &mut self.passes {
+            *passes = words.next().unwrap_or(0);
+        }
+        Ok(())
+    }
+}
+
+impl ClassWeights {
+    /// Counts the batch's labels (afresh in BATCH mode, added in RUNNING) and computes the weights.
+    fn count_batch(&mut self, labels: &Blob) -> LayerResult {
+        let labels = labels.data().iter().map(|&v| f64::from(v));
         if self.mode == Mode::Batch {
             self.counts.fill(0);
         }
@@ -205,31 +278,7 @@ impl Layer for ClassWeights {
                 _ => LayerError::new(message),
             }
         })?;
-        self.compute_weights()?;
-        imbalance::write_diagonal_matrix(&self.weights, top[0].data_mut());
-        Ok(())
-    }
-
-    fn state(&self) -> Option<Vec<u8>> {
-        (self.mode == Mode::Running)
-            .then(|| self.counts.iter().flat_map(|c| c.to_le_bytes()).collect())
-    }
-
-    fn set_state(&mut self, state: &[u8]) -> LayerResult {
-        if self.mode != Mode::Running || state.len() != 8 * self.classes {
-            return Err(LayerError::new(format!(
-                "the saved running counts ({} bytes) do not fit this layer's {} classes in mode {}",
-                state.len(),
-                self.classes,
-                self.mode.as_str_name()
-            )));
-        }
-        for (count, bytes) in self.counts.iter_mut().zip(state.chunks_exact(8)) {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(bytes);
-            *count = u64::from_le_bytes(word);
-        }
-        Ok(())
+        self.compute_weights()
     }
 }
 
@@ -420,5 +469,50 @@ mod tests {
             let err = make(text).err().unwrap().0;
             assert!(err.starts_with(start), "{text}: {err}");
         }
+    }
+
+    #[test]
+    fn deferred_reweighting_gives_the_identity_before_start_iter_and_resumes() {
+        let text = "class_weights_param { num_classes: 3 mode: RUNNING start_iter: 2 }";
+        let param = crema_proto::text::parse(text, "t").unwrap();
+        let labels = Blob::from_data(&[4], vec![0.0, 0.0, 0.0, 1.0]).unwrap();
+        let identity = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0];
+        let run = |layer: &mut Box<dyn Layer>| {
+            let mut top = Blob::default();
+            layer.reshape(&[&labels], &mut [&mut top]).unwrap();
+            layer.forward(&[&labels], &mut [&mut top]).unwrap();
+            top.data().to_vec()
+        };
+        let mut layer = create(&mut context(&param)).unwrap();
+        assert_eq!(run(&mut layer), identity);
+        let saved = layer.state().unwrap();
+        assert_eq!(saved.len(), 8 * 3 + 8);
+        assert_eq!(run(&mut layer), identity);
+        let weighted = run(&mut layer);
+        assert_ne!(weighted, identity);
+        // The counts kept running under the identity: 9 zeros and 3 ones seen, class 2 none (the rarest's weight).
+        assert!(weighted[0] < weighted[4]);
+        // A layer resumed after the first pass switches at the same pass.
+        let mut resumed = create(&mut context(&param)).unwrap();
+        resumed.set_state(&saved).unwrap();
+        assert_eq!(run(&mut resumed), identity);
+        assert_eq!(run(&mut resumed), weighted);
+        // A TEST net gives the weights from the start.
+        let test = crate::layers::test_support::context_in(&param, crema_proto::caffe::Phase::Test);
+        let mut layer = create(&mut { test }).unwrap();
+        assert_ne!(run(&mut layer), identity);
+        assert!(layer.state().is_some()); // the RUNNING counts
+                                          // FIXED with start_iter: the identity, then the fixed H.
+        let text = "class_weights_param { mode: FIXED counts: 1 counts: 3 start_iter: 1 }";
+        let param = crema_proto::text::parse(text, "t").unwrap();
+        let mut layer = create(&mut context(&param)).unwrap();
+        let mut top = Blob::default();
+        layer.reshape(&[], &mut [&mut top]).unwrap();
+        layer.forward(&[], &mut [&mut top]).unwrap();
+        assert_eq!(top.data(), &[1.0, 0.0, 0.0, 1.0]);
+        layer.forward(&[], &mut [&mut top]).unwrap();
+        assert_eq!(top.data(), &[2.0, 0.0, 0.0, 2.0 / 3.0]);
+        assert_eq!(layer.state().unwrap().len(), 8);
+        assert!(layer.set_state(&[0; 3]).is_err());
     }
 }
