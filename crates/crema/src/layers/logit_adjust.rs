@@ -216,10 +216,10 @@ mod tests {
         let top = run(layer.as_mut(), &scores).unwrap();
         let prior = [0.1f64, 0.3, 0.6];
         for n in 0..2 {
-            for c in 0..3 {
+            for (c, p) in prior.iter().enumerate() {
                 for i in 0..2 {
                     let at = (n * 3 + c) * 2 + i;
-                    let expected = f64::from(scores.data()[at]) + 0.5 * prior[c].ln();
+                    let expected = f64::from(scores.data()[at]) + 0.5 * p.ln();
                     assert!((f64::from(top.data()[at]) - expected).abs() < 1e-6);
                 }
             }
