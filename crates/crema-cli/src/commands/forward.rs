@@ -72,7 +72,21 @@ pub fn build_net(
     level: i32,
     seed: u64,
 ) -> Result<Net> {
-    let (param, report) = files::read_net_text(model)?;
+    build_edited_net(model, weights, phase, stages, level, seed, |_| Ok(()))
+}
+
+/// [`build_net`] with the definition changed by `edit` first (post-hoc logit adjustment inserts a layer).
+pub fn build_edited_net(
+    model: &Path,
+    weights: Option<&Path>,
+    phase: Phase,
+    stages: &[String],
+    level: i32,
+    seed: u64,
+    edit: impl FnOnce(&mut crema::proto::NetParameter) -> Result<()>,
+) -> Result<Net> {
+    let (mut param, report) = files::read_net_text(model)?;
+    edit(&mut param)?;
     for step in &report.steps {
         eprintln!("note: {}: upgraded on load: {step}", model.display());
     }

@@ -7,6 +7,7 @@ pub mod forward;
 pub mod infogain;
 pub mod inspect;
 pub mod plot;
+pub mod posthoc;
 pub mod predict;
 pub mod test;
 pub mod time;

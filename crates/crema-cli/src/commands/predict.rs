@@ -83,6 +83,8 @@ pub struct Args {
     /// The images: JPEG or PNG files.
     #[arg(required = true, value_name = "IMAGE")]
     images: Vec<PathBuf>,
+    #[command(flatten)]
+    posthoc: super::posthoc::LogitAdjustArgs,
 }
 
 /// The layer types that read data from files or make it (not an image input crema predict can fill).
@@ -665,6 +667,21 @@ pub fn run(args: Args) -> Result<()> {
         seed: 1701,
     };
     let mut net = Net::new(&param, &state, &options)?;
+    if args.posthoc.requested()?.is_some() {
+        // The correction goes on the net's last output (on the logits, when a Softmax makes it).
+        let output = net
+            .output_names()
+            .last()
+            .map(|s| (*s).to_owned())
+            .ok_or_else(|| anyhow!("{model}: the net has no output to adjust"))?;
+        let adjusted = args.posthoc.apply(&mut param, &[output])?;
+        eprintln!(
+            "note: post-hoc logit adjustment on {}: scores minus {} · log(prior)",
+            adjusted.join(", "),
+            args.posthoc.logit_adjust.unwrap_or_default()
+        );
+        net = Net::new(&param, &state, &options)?;
+    }
     for warning in net.warnings() {
         eprintln!("warning: {warning}");
     }

@@ -14,7 +14,8 @@ use crema::proto::caffe::Phase;
 use crema::Net;
 use serde_json::{json, Value};
 
-use super::forward::build_net;
+use super::forward::build_edited_net;
+use super::posthoc::LogitAdjustArgs;
 use crate::table::Table;
 
 /// Score trained weights: run N batches forward, print each batch's outputs and their means, and for every
@@ -64,6 +65,8 @@ pub struct Args {
     /// Seed for random fillers and dropout.
     #[arg(long, default_value_t = 1701)]
     seed: u64,
+    #[command(flatten)]
+    posthoc: LogitAdjustArgs,
 }
 
 /// A net phase on the command line.
@@ -462,13 +465,35 @@ impl Scored {
 /// Builds the net with `weights` and finds its Accuracy layers; `notes` prints what the user should know about
 /// the net (once, for the first of several weights files).
 fn open(args: &Args, weights: &Path, notes: bool) -> Result<(Net, Vec<Probe>)> {
-    let net = build_net(
+    let net = build_edited_net(
         &args.model,
         Some(weights),
         args.phase.phase(),
         &args.stages,
         args.level,
         args.seed,
+        |param| {
+            // Every Accuracy layer's scores, in the definition (layers of other phases too: the adjustment goes
+            // before the first reader, whatever its phase).
+            let scores: Vec<String> = param
+                .layer
+                .iter()
+                .filter(|l| l.r#type() == "Accuracy")
+                .filter_map(|l| l.bottom.first().cloned())
+                .collect();
+            if args.posthoc.requested()?.is_some() && scores.is_empty() {
+                bail!("--logit-adjust: the net has no Accuracy layer whose scores to adjust");
+            }
+            let adjusted = args.posthoc.apply(param, &scores)?;
+            if notes && !adjusted.is_empty() {
+                eprintln!(
+                    "note: post-hoc logit adjustment on {}: scores minus {} · log(prior)",
+                    adjusted.join(", "),
+                    args.posthoc.logit_adjust.unwrap_or_default()
+                );
+            }
+            Ok(())
+        },
     )?;
     let probes = Probe::find(&net);
     if notes {

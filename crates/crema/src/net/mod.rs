@@ -8,6 +8,7 @@
 pub mod filter;
 pub mod graph;
 mod in_place;
+pub mod posthoc;
 mod weights;
 
 use std::collections::HashMap;
