@@ -46,9 +46,7 @@ pub fn adjust_logits(
             .ok_or_else(|| error(format!("the Softmax making \"{scores}\" has no bottom")))?,
         None => scores.to_owned(),
     };
-    let reads = |l: &LayerParameter| {
-        l.bottom.iter().any(|b| *b == target) && !l.top.iter().any(|t| *t == target)
-    };
+    let reads = |l: &LayerParameter| l.bottom.contains(&target) && !l.top.contains(&target);
     let at = param.layer.iter().position(reads).ok_or_else(|| {
         error(format!(
             "no layer reads blob \"{target}\", so there is nothing to adjust"
