@@ -52,7 +52,7 @@ impl Part {
 pub enum Source {
     /// A net's blob by name. With in-place layers a name has several versions in crema: values are read from
     /// the newest (what Caffe's one shared blob holds after forward), gradients from the oldest (what it holds
-    /// after backward).
+    /// after backward); a net input's values from the input itself, so that writing them feeds the net.
     Net { net: Py<Net>, name: String },
     /// Learnable blob `index` of layer `layer` of a net.
     Param {
@@ -145,9 +145,12 @@ impl Blob {
         match &self.source {
             Source::Net { net, name } => net.get().with_net(py, |net| {
                 let ids = net.blob_version_ids(name);
+                // A net input that a layer rewrites in place: writes must reach the input itself, so its values
+                // are the input's (what was fed), not the rewritten ones.
+                let input = ids.len() > 1 && net.input_names().contains(&name.as_str());
                 let id = match part {
-                    Part::Data => ids.last(),
-                    Part::Diff => ids.first(),
+                    Part::Data if !input => ids.last(),
+                    Part::Data | Part::Diff => ids.first(),
                 };
                 let id = *id.ok_or_else(|| {
                     PyRuntimeError::new_err(format!("the net has no blob \"{name}\""))
