@@ -208,6 +208,8 @@ pub struct Hdf5Source {
     row_lens: Vec<usize>,
     shuffle: bool,
     loaded: Option<Loaded>,
+    /// Every file's values (per file, per dataset), when batches are sampled rather than read in turn.
+    all: Option<Vec<Vec<Vec<f32>>>>,
     position: Hdf5Position,
     /// Where each row of the last batch came from: (index in the list, row in that file).
     batch_rows: Vec<(usize, usize)>,
@@ -244,6 +246,7 @@ impl Hdf5Source {
             row_lens,
             shuffle,
             loaded: None,
+            all: None,
             position: Hdf5Position::new(Vec::new(), 0, Vec::new(), 0, rng),
             batch_rows: Vec::new(),
         };
@@ -341,25 +344,7 @@ impl Hdf5Source {
     /// Fills `outputs` with the next `batch_size` rows: `outputs[i]` receives dataset `i`, and holds
     /// `batch_size` times its row's values. Moves to the next file (reading it) when one ends, and wraps around.
     pub fn next_batch(&mut self, batch_size: usize, outputs: &mut [&mut [f32]]) -> Result<()> {
-        if outputs.len() != self.names.len() {
-            return fail(format!(
-                "{}: {} outputs given for {} datasets",
-                self.list.display(),
-                outputs.len(),
-                self.names.len()
-            ));
-        }
-        for (i, out) in outputs.iter().enumerate() {
-            if Some(out.len()) != batch_size.checked_mul(self.row_lens[i]) {
-                return fail(format!(
-                    "{}: the output for dataset \"{}\" holds {} values, not {batch_size} rows of {}",
-                    self.list.display(),
-                    self.names[i],
-                    out.len(),
-                    self.row_lens[i]
-                ));
-            }
-        }
+        self.check_outputs(batch_size, outputs)?;
         let mut filled = 0;
         self.batch_rows.clear();
         while filled < batch_size {
@@ -445,6 +430,92 @@ impl Hdf5Source {
             return Ok(());
         }
         self.loaded = None;
+        let values = self.read_file(index)?;
+        self.loaded = Some(Loaded { index, values });
+        Ok(())
+    }
+
+    /// Reads every listed file into memory, for sampled reading ([`Self::fill_rows`]: rows are drawn from
+    /// anywhere), and returns dataset `label`'s value of every row, files in list order: the classes a sampler
+    /// draws from. Each row of `label` must hold one value.
+    pub fn load_all(&mut self, label: usize) -> Result<Vec<f64>> {
+        if self.row_lens.get(label) != Some(&1) {
+            return fail(format!(
+                "{}: dataset \"{}\" holds {} values a row; the classes to sample by need one",
+                self.list.display(),
+                self.names.get(label).map_or("", String::as_str),
+                self.row_lens.get(label).copied().unwrap_or(0)
+            ));
+        }
+        let mut all = Vec::with_capacity(self.files.len());
+        let mut labels = Vec::new();
+        for index in 0..self.files.len() {
+            let values = self.read_file(index)?;
+            labels.extend(values[label].iter().map(|&v| f64::from(v)));
+            all.push(values);
+        }
+        self.all = Some(all);
+        Ok(labels)
+    }
+
+    /// Fills `outputs` (as [`Self::next_batch`]) with the rows `items`, numbered across all files in list order,
+    /// after [`Self::load_all`].
+    pub fn fill_rows(&mut self, items: &[usize], outputs: &mut [&mut [f32]]) -> Result<()> {
+        self.check_outputs(items.len(), outputs)?;
+        let Some(all) = &self.all else {
+            return fail(format!(
+                "{}: rows asked for before loading them all",
+                self.list.display()
+            ));
+        };
+        self.batch_rows.clear();
+        for (place, &item) in items.iter().enumerate() {
+            let (mut file, mut row) = (0, item);
+            while file < self.files.len() && row >= self.files[file].rows {
+                row -= self.files[file].rows;
+                file += 1;
+            }
+            if file == self.files.len() {
+                return fail(format!(
+                    "{}: row {item} is past the listed rows",
+                    self.list.display()
+                ));
+            }
+            self.batch_rows.push((file, row));
+            for ((out, values), &len) in outputs.iter_mut().zip(&all[file]).zip(&self.row_lens) {
+                out[place * len..(place + 1) * len]
+                    .copy_from_slice(&values[row * len..(row + 1) * len]);
+            }
+        }
+        Ok(())
+    }
+
+    /// An error unless `outputs` are one per dataset, each holding `batch_size` rows.
+    fn check_outputs(&self, batch_size: usize, outputs: &[&mut [f32]]) -> Result<()> {
+        if outputs.len() != self.names.len() {
+            return fail(format!(
+                "{}: {} outputs given for {} datasets",
+                self.list.display(),
+                outputs.len(),
+                self.names.len()
+            ));
+        }
+        for (i, out) in outputs.iter().enumerate() {
+            if Some(out.len()) != batch_size.checked_mul(self.row_lens[i]) {
+                return fail(format!(
+                    "{}: the output for dataset \"{}\" holds {} values, not {batch_size} rows of {}",
+                    self.list.display(),
+                    self.names[i],
+                    out.len(),
+                    self.row_lens[i]
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every dataset's values in listed file `index`, checked against the shapes seen at opening.
+    fn read_file(&self, index: usize) -> Result<Vec<Vec<f32>>> {
         let listed = &self.files[index];
         let file = open_file(&listed.path)?;
         let mut values = Vec::with_capacity(self.names.len());
@@ -480,8 +551,7 @@ impl Hdf5Source {
             }
             values.push(data);
         }
-        self.loaded = Some(Loaded { index, values });
-        Ok(())
+        Ok(values)
     }
 }
 

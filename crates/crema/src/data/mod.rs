@@ -14,4 +14,5 @@ pub mod labels;
 pub mod lmdb;
 pub mod pixels;
 pub mod prefetch;
+pub mod sampling;
 pub mod transform;

@@ -9,11 +9,16 @@
 //! `transform_param` (HDF5 data is used as stored).
 //!
 //! The reading position is the source's ([`Hdf5Data::source`]); a solverstate saves and restores it.
+//!
+//! `sampling_param { mode: CLASS_BALANCED | SQRT label }` draws each batch's rows by class instead
+//! ([`crate::data::sampling`]): the classes are the values of the dataset `label` (default "label", one of the
+//! tops), every listed file is read into memory at setup, and the solverstate keeps the sampler's generator.
 
 use smallvec::SmallVec;
 
 use crate::blob::Blob;
 use crate::data::hdf5::{Hdf5Position, Hdf5Source};
+use crate::data::sampling::{sampler_for, ClassSampler};
 use crate::layer::{
     required_count, required_text, Arity, Layer, LayerContext, LayerError, LayerResult,
 };
@@ -22,7 +27,14 @@ use crate::layer::{
 pub struct Hdf5Data {
     source: Hdf5Source,
     batch_size: usize,
+    /// With `sampling_param` other than INSTANCE: draws the rows of each batch (every file is then in memory).
+    sampler: Option<ClassSampler>,
+    /// The rows of the batch being filled (kept to allocate nothing per batch).
+    drawn: Vec<usize>,
 }
+
+/// Marks a saved state as a sampler's rather than a reading position.
+const SAMPLER_STATE: &[u8] = b"crema-sampler\0";
 
 /// Makes an HDF5Data layer: reads the source list and checks its files' datasets, reading the first file.
 pub fn create(ctx: &mut LayerContext) -> LayerResult<Box<dyn Layer>> {
@@ -48,9 +60,38 @@ pub fn create(ctx: &mut LayerContext) -> LayerResult<Box<dyn Layer>> {
         ));
     }
     let list = ctx.resolve(source);
-    let source = Hdf5Source::open(&list, &ctx.param.top, param.shuffle(), ctx.rng.clone())
+    let mut source = Hdf5Source::open(&list, &ctx.param.top, param.shuffle(), ctx.rng.clone())
         .map_err(|e| LayerError::new(format!("hdf5_data_param.source: {e}")))?;
-    Ok(Box::new(Hdf5Data { source, batch_size }))
+    let sampling = ctx.param.sampling_param.clone().unwrap_or_default();
+    let sampler = sampler_for(
+        sampling.mode(),
+        || {
+            let name = sampling.label.as_deref().unwrap_or("label");
+            let label = ctx.param.top.iter().position(|t| t == name).ok_or_else(|| {
+                format!(
+                    "no top names the dataset \"{name}\" of the classes to sample by; give it in sampling_param.label"
+                )
+            })?;
+            source.load_all(label).map_err(|e| e.to_string())
+        },
+        sampling_rng(&ctx.rng),
+    )
+    .map_err(|e| LayerError::new(format!("sampling_param: {e}")))?;
+    Ok(Box::new(Hdf5Data {
+        source,
+        batch_size,
+        sampler,
+        drawn: Vec::new(),
+    }))
+}
+
+/// The sampler's generator: the layer's seed on a stream of its own, apart from the shuffling's and from every
+/// other layer's (whose streams are their positions in the net).
+pub(crate) fn sampling_rng(layer_rng: &crate::math::Rng) -> crate::math::Rng {
+    let mut rng = layer_rng.clone();
+    rng.set_stream(layer_rng.get_stream() ^ (1 << 63));
+    rng.set_word_pos(0);
+    rng
 }
 
 impl Hdf5Data {
@@ -80,10 +121,24 @@ impl Layer for Hdf5Data {
     }
 
     fn state(&self) -> Option<Vec<u8>> {
-        Some(self.source.position().to_bytes())
+        Some(match &self.sampler {
+            Some(sampler) => [SAMPLER_STATE, &sampler.state()].concat(),
+            None => self.source.position().to_bytes(),
+        })
     }
 
     fn set_state(&mut self, state: &[u8]) -> LayerResult {
+        if let Some(sampler) = &mut self.sampler {
+            let restored = state
+                .strip_prefix(SAMPLER_STATE)
+                .is_some_and(|bytes| sampler.set_state(bytes));
+            if !restored {
+                return Err(LayerError::new(
+                    "the saved state is not a sampler's (was the snapshot made without sampling_param?)",
+                ));
+            }
+            return Ok(());
+        }
         let position = Hdf5Position::from_bytes(state)
             .ok_or_else(|| LayerError::new("the saved reading position is damaged"))?;
         self.source
@@ -120,9 +175,16 @@ impl Layer for Hdf5Data {
 
     fn forward(&mut self, _bottom: &[&Blob], top: &mut [&mut Blob]) -> LayerResult {
         let mut outputs: SmallVec<[&mut [f32]; 4]> = top.iter_mut().map(|t| t.data_mut()).collect();
-        self.source
-            .next_batch(self.batch_size, &mut outputs)
-            .map_err(|e| LayerError::new(e.to_string()))
+        let read = match &mut self.sampler {
+            Some(sampler) => {
+                self.drawn.clear();
+                self.drawn
+                    .extend((0..self.batch_size).map(|_| sampler.draw()));
+                self.source.fill_rows(&self.drawn, &mut outputs)
+            }
+            None => self.source.next_batch(self.batch_size, &mut outputs),
+        };
+        read.map_err(|e| LayerError::new(e.to_string()))
     }
 }
 
@@ -312,5 +374,122 @@ mod tests {
         std::fs::write(dir.join("b.h5"), "gone").unwrap();
         let err = l.forward(&[], &mut [&mut data, &mut label]).unwrap_err().0;
         assert!(err.contains("b.h5") && err.contains("HDF5"), "{err}");
+    }
+
+    /// Two files, 100 rows in all: classes 0 (80 rows, in a.h5), 1 (15: 5 in a.h5, 10 in b.h5) and 3 (5, in
+    /// b.h5); `data` [rows, 2] holds (row number over both files, class).
+    fn long_tail_files(dir: &std::path::Path) -> std::path::PathBuf {
+        let classes: Vec<f32> = [vec![0.0; 80], vec![1.0; 15], vec![3.0; 5]].concat();
+        let (a, b) = classes.split_at(85);
+        for (name, labels, base) in [("a.h5", a, 0), ("b.h5", b, 85)] {
+            let data: Vec<f32> = labels
+                .iter()
+                .enumerate()
+                .flat_map(|(i, &c)| [(base + i) as f32, c])
+                .collect();
+            let rows = labels.len() as u64;
+            write(
+                &dir.join(name),
+                vec![f32s("data", &[rows, 2], &data), f32s("y", &[rows], labels)],
+            );
+        }
+        list(dir, "list.txt", &["a.h5", "b.h5"])
+    }
+
+    fn sampled(list: &std::path::Path, mode: &str, seed: u64) -> Box<dyn Layer> {
+        let text = format!(
+            r#"top: "data" top: "y" hdf5_data_param {{ source: "{}" batch_size: 50 }}
+               sampling_param {{ mode: {mode} label: "y" }}"#,
+            list.display()
+        );
+        let param = crema_proto::text::parse(&text, "t").unwrap();
+        let mut ctx = context(&param);
+        ctx.rng = crate::math::rng(seed, 2);
+        create(&mut ctx).unwrap()
+    }
+
+    #[test]
+    fn sampling_draws_classes_as_the_mode_says_across_files() {
+        let dir = temp_dir("layer-sampling");
+        let list = long_tail_files(&dir);
+        let sqrt = [80f64.sqrt(), 15f64.sqrt(), 0.0, 5f64.sqrt()];
+        let total: f64 = sqrt.iter().sum();
+        for (mode, expected) in [
+            ("CLASS_BALANCED", [1.0 / 3.0, 1.0 / 3.0, 0.0, 1.0 / 3.0]),
+            ("SQRT", sqrt.map(|v| v / total)),
+        ] {
+            let mut layer = sampled(&list, mode, 1);
+            let mut counts = [0u64; 4];
+            for batch in run(layer.as_mut(), 2, 400) {
+                for (row, &class) in batch[0].data().chunks_exact(2).zip(batch[1].data()) {
+                    // Each row's data and label come from the same row of the files.
+                    assert_eq!(row[1], class);
+                    counts[class as usize] += 1;
+                }
+            }
+            // Pearson's chi-squared over the 3 classes present (2 degrees of freedom; P(> 13.8) = 0.001).
+            let n = counts.iter().sum::<u64>() as f64;
+            assert_eq!(counts[2], 0);
+            let statistic: f64 = [0, 1, 3]
+                .iter()
+                .map(|&c| (counts[c] as f64 - expected[c] * n).powi(2) / (expected[c] * n))
+                .sum();
+            assert!(statistic < 13.8, "{mode}: {counts:?}, chi² {statistic}");
+        }
+    }
+
+    #[test]
+    fn a_resumed_sampler_draws_the_same_batches() {
+        let dir = temp_dir("layer-sampling-resume");
+        let list = long_tail_files(&dir);
+        let mut whole = sampled(&list, "CLASS_BALANCED", 5);
+        let all: Vec<Vec<f32>> = run(whole.as_mut(), 2, 6)
+            .iter()
+            .map(|t| t[0].data().to_vec())
+            .collect();
+        let mut first = sampled(&list, "CLASS_BALANCED", 5);
+        let head: Vec<Vec<f32>> = run(first.as_mut(), 2, 2)
+            .iter()
+            .map(|t| t[0].data().to_vec())
+            .collect();
+        assert_eq!(head, all[..2]);
+        let state = first.state().unwrap();
+        let mut resumed = sampled(&list, "CLASS_BALANCED", 99);
+        resumed.set_state(&state).unwrap();
+        let tail: Vec<Vec<f32>> = run(resumed.as_mut(), 2, 4)
+            .iter()
+            .map(|t| t[0].data().to_vec())
+            .collect();
+        assert_eq!(tail, all[2..]);
+        // A reading position is not a sampler's state, nor the other way round.
+        let plain_text = format!(
+            r#"top: "data" top: "y" hdf5_data_param {{ source: "{}" batch_size: 50 }}"#,
+            list.display()
+        );
+        let mut plain = layer(&plain_text).unwrap();
+        assert!(plain.set_state(&state).is_err());
+        assert!(resumed.set_state(&plain.state().unwrap()).is_err());
+    }
+
+    #[test]
+    fn sampling_errors_name_the_field() {
+        let dir = temp_dir("layer-sampling-errors");
+        let list = long_tail_files(&dir);
+        let text = format!(
+            r#"top: "data" top: "y" hdf5_data_param {{ source: "{}" batch_size: 5 }}
+               sampling_param {{ mode: SQRT }}"#,
+            list.display()
+        );
+        assert!(
+            error(&text).contains("sampling_param: no top names the dataset \"label\""),
+            "{}",
+            error(&text)
+        );
+        let text = text.replace("mode: SQRT", "mode: SQRT label: \"data\"");
+        assert!(
+            error(&text).contains("holds 2 values a row"),
+            "{}",
+            error(&text)
+        );
     }
 }
