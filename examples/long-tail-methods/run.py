@@ -31,6 +31,8 @@ METHODS = [
     ("alpha-focal (gamma 2, inverse)", "focal_alpha", []),
     ("logit-adjusted loss (tau 1)", "logit_adjust", []),
     ("deferred re-weighting", "drw", []),
+    ("class-balanced sampling", "sampling_class_balanced", []),
+    ("square-root sampling", "sampling_sqrt", []),
     ("post-hoc correction (tau 1)", "softmax", ["--logit-adjust", "1", "--prior-source", TRAIN_LIST]),
 ]
 
