@@ -165,7 +165,9 @@ fn posthoc_logit_adjustment_changes_the_metrics_as_computed_by_hand_and_never_th
 
 /// Copies `examples/<name>` (without its out/) into `dir`.
 fn copy_example(name: &str, dir: &Path) {
-    let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples").join(name);
+    let from = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples")
+        .join(name);
     let to = dir.join(name);
     std::fs::create_dir_all(&to).unwrap();
     for entry in std::fs::read_dir(&from).unwrap() {
@@ -187,14 +189,23 @@ fn the_long_tail_example_prints_its_table() {
         .env("CREMA", env!("CARGO_BIN_EXE_crema"))
         .output()
         .expect("python3 runs the example");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let table = String::from_utf8(out.stdout).unwrap();
     let balanced = |method: &str| -> f64 {
         let line = table
             .lines()
             .find(|l| l.starts_with(method))
             .unwrap_or_else(|| panic!("no row {method:?} in\n{table}"));
-        line[method.len()..].split_whitespace().next().unwrap().parse().unwrap()
+        line[method.len()..]
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
     };
     for method in [
         "infogain, inverse frequency",
@@ -209,7 +220,10 @@ fn the_long_tail_example_prints_its_table() {
     }
     // The methods the papers rank first beat plain softmax here too, by a wide margin.
     for method in ["logit-adjusted loss (tau 1)", "post-hoc correction (tau 1)"] {
-        assert!(balanced(method) > balanced("softmax") + 0.02, "{method}\n{table}");
+        assert!(
+            balanced(method) > balanced("softmax") + 0.02,
+            "{method}\n{table}"
+        );
     }
     assert!(table.contains("over 2 seeds"), "{table}");
 }

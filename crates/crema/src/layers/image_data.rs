@@ -17,6 +17,9 @@
 //! every image must give that shape (Caffe reshapes for each batch; crema's nets keep their shapes), so give
 //! `new_height`/`new_width` or `crop_size` for images of several sizes. `label` of shape `[batch_size]`.
 //!
+//! `sampling_param { mode: CLASS_BALANCED | SQRT }` draws each image's entry by its label instead
+//! ([`crate::data::sampling`]), in the prefetch thread; the position then also holds the sampler's generator.
+//!
 //! Batches are made ahead on a background thread ([`crate::data::prefetch`]), `data_param.prefetch` of them
 //! (default 4). An image that cannot be read or decoded fails the forward pass that would have used it, naming
 //! the file. The layer's state (for solverstates) is the position of the next batch it will hand out: the
@@ -34,6 +37,7 @@ use super::data::{prefetch_depth, refuse_deprecated, transformer, PrefetchingDat
 use crate::data::image_list::read_list;
 use crate::data::pixels::{read_image, ColorMode, Image};
 use crate::data::prefetch::{Batch, BatchSource, Fill};
+use crate::data::sampling::{sampler_for, ClassSampler};
 use crate::data::transform::{Transformer, View};
 use crate::layer::{
     required_count, required_text, resolve_path, Layer, LayerContext, LayerError, LayerResult,
@@ -62,6 +66,8 @@ struct ListSource {
     transformer: Transformer,
     item: [usize; 3],
     batch_size: usize,
+    /// With `sampling_param` other than INSTANCE: draws each image's line by class instead of reading in turn.
+    sampler: Option<ClassSampler>,
 }
 
 /// Makes an ImageData layer: reads the list (shuffled when asked) and the first image for the tops' shape.
@@ -123,7 +129,21 @@ pub fn create(ctx: &mut LayerContext) -> LayerResult<Box<dyn Layer>> {
         transformer,
         item: [0; 3],
         batch_size,
+        sampler: None,
     };
+    let sampling = ctx.param.sampling_param.clone().unwrap_or_default();
+    source.sampler = sampler_for(
+        sampling.mode(),
+        || {
+            Ok(source
+                .lines
+                .iter()
+                .map(|(_, label)| f64::from(*label))
+                .collect())
+        },
+        super::hdf5_data::sampling_rng(&ctx.rng),
+    )
+    .map_err(|e| LayerError::new(format!("sampling_param: {e} ({})", source.list.display())))?;
     if source.shuffle {
         source.new_pass();
     }
@@ -176,13 +196,23 @@ impl ListSource {
 
     /// The file of the `index`-th image of this pass: root_folder and the listed path, resolved.
     fn path(&self, index: usize) -> PathBuf {
-        let listed = &self.lines[self.line(index)].0;
+        self.path_of_line(self.line(index))
+    }
+
+    /// The file of list entry `line`.
+    fn path_of_line(&self, line: usize) -> PathBuf {
+        let listed = &self.lines[line].0;
         resolve_path(&format!("{}{listed}", self.root_folder), &self.search_dirs)
     }
 
     /// The `index`-th image of this pass, decoded and resized; errors name the file and the list.
     fn image(&self, index: usize) -> Result<Image, String> {
-        let path = self.path(index);
+        self.image_of_line(self.line(index))
+    }
+
+    /// The image of list entry `line`, decoded and resized.
+    fn image_of_line(&self, line: usize) -> Result<Image, String> {
+        let path = self.path_of_line(line);
         let named = |e: String| format!("{e} (listed in {})", self.list.display());
         let image = read_image(&path, self.mode).map_err(|e| named(e.to_string()))?;
         match self.resize {
@@ -201,7 +231,11 @@ impl BatchSource for ListSource {
             if stop.load(Ordering::Relaxed) {
                 return Ok(Fill::Stopped);
             }
-            let image = self.image(self.index)?;
+            let line = match &mut self.sampler {
+                Some(sampler) => sampler.draw(),
+                None => self.line(self.index),
+            };
+            let image = self.image_of_line(line)?;
             let shape = self
                 .transformer
                 .output_shape(image.channels(), image.height(), image.width())
@@ -226,8 +260,7 @@ impl BatchSource for ListSource {
                     self.transformer
                         .transform(View::of_image(&image), &mut self.rng, out)
                 })
-                .map_err(|e| format!("{}: {e}", self.path(self.index).display()))?;
-            let line = self.line(self.index);
+                .map_err(|e| format!("{}: {e}", self.path_of_line(line).display()))?;
             batch.label[i] = self.lines[line].1 as f32;
             let origin = &mut batch.origins[i];
             origin.clear();
@@ -238,22 +271,28 @@ impl BatchSource for ListSource {
                 line + 1,
                 self.list.display()
             );
-            self.index += 1;
-            if self.index == self.lines.len() {
-                self.index = 0;
-                if self.shuffle {
-                    self.new_pass();
+            if self.sampler.is_none() {
+                self.index += 1;
+                if self.index == self.lines.len() {
+                    self.index = 0;
+                    if self.shuffle {
+                        self.new_pass();
+                    }
                 }
             }
         }
         Ok(Fill::Done)
     }
 
-    /// The index (a little-endian u64), the shuffle generator before this pass's shuffle, the transformer's.
+    /// The index (a little-endian u64), the shuffle generator before this pass's shuffle, the transformer's;
+    /// when sampling, the sampler's generator after them.
     fn position(&self) -> Vec<u8> {
         let mut bytes = (self.index as u64).to_le_bytes().to_vec();
         bytes.extend_from_slice(&crate::math::rng_state(&self.pass_rng));
         bytes.extend_from_slice(&crate::math::rng_state(&self.rng));
+        if let Some(sampler) = &self.sampler {
+            bytes.extend_from_slice(&sampler.state());
+        }
         bytes
     }
 
@@ -261,9 +300,23 @@ impl BatchSource for ListSource {
         let damaged = || {
             "not an ImageData layer's position (damaged, or saved by another layer type)".to_owned()
         };
-        if position.len() != 8 + 2 * 56 {
-            return Err(damaged());
-        }
+        let sampled = 8 + 3 * 56;
+        let position = match (&mut self.sampler, position.len()) {
+            (Some(sampler), n) if n == sampled => {
+                if !sampler.set_state(&position[8 + 2 * 56..]) {
+                    return Err(damaged());
+                }
+                &position[..8 + 2 * 56]
+            }
+            (None, n) if n == 8 + 2 * 56 => position,
+            (Some(_), _) => {
+                return Err(
+                    "not a sampling ImageData layer's position (saved without sampling_param?)"
+                        .into(),
+                )
+            }
+            (None, _) => return Err(damaged()),
+        };
         let index = u64::from_le_bytes(position[..8].try_into().map_err(|_| damaged())?);
         let index = usize::try_from(index)
             .ok()
@@ -507,5 +560,54 @@ mod tests {
             e.starts_with("image_data_param.source: ") && e.contains("line 1"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn sampling_draws_entries_by_class_and_resumes() {
+        // 12 entries of 3 images: class 0 nine times (image 0), class 1 twice (image 1), class 2 once (image 2).
+        let dir = images("sampling", 3);
+        let mut list = String::new();
+        for (image, class, times) in [(0, 0, 9), (1, 1, 2), (2, 2, 1)] {
+            for _ in 0..times {
+                list.push_str(&format!("img {image}.png {class}\n"));
+            }
+        }
+        std::fs::write(dir.join("list.txt"), list).unwrap();
+        let p = param(
+            &dir,
+            "batch_size: 8 } sampling_param { mode: CLASS_BALANCED",
+        );
+        let batches = run(create(&mut context(&p)).unwrap().as_mut(), 150);
+        let mut counts = [0f64; 3];
+        for (data, labels) in &batches {
+            for (image, &label) in data.chunks_exact(18).zip(labels) {
+                // Each image with its own entry's label: image i holds 10i + position.
+                assert_eq!(image[0], 10.0 * label);
+                counts[label as usize] += 1.0;
+            }
+        }
+        let expected = 1200.0 / 3.0;
+        let chi: f64 = counts
+            .iter()
+            .map(|c| (c - expected).powi(2) / expected)
+            .sum();
+        assert!(chi < 13.8, "{counts:?}: chi² {chi}");
+
+        // A layer restored from the state after 2 batches hands out what the uninterrupted one did next.
+        let mut first = create(&mut context(&p)).unwrap();
+        let head = run(first.as_mut(), 2);
+        assert_eq!(head, batches[..2]);
+        let state = first.state().unwrap();
+        let mut resumed = create(&mut context(&p)).unwrap();
+        let (mut data, mut label) = (Blob::default(), Blob::default());
+        resumed.setup(&[], &mut [&mut data, &mut label]).unwrap();
+        resumed.set_state(&state).unwrap();
+        let tail = run(resumed.as_mut(), 3);
+        assert_eq!(tail, batches[2..5]);
+        // A plain layer's position does not restore a sampling one.
+        let plain = param(&dir, "batch_size: 8");
+        let mut plain = create(&mut context(&plain)).unwrap();
+        run(plain.as_mut(), 1);
+        assert!(resumed.set_state(&plain.state().unwrap()).is_err());
     }
 }
