@@ -134,6 +134,21 @@ impl LmdbReader {
         Ok(first.map(|(k, v)| (k.to_vec(), v.to_vec())))
     }
 
+    /// Runs `visit(value)` on the record of `key`; an error when there is none.
+    pub fn visit_key<T>(&self, key: &[u8], visit: impl FnOnce(&[u8]) -> Result<T>) -> Result<T> {
+        let rtxn = self.read_txn()?;
+        match self.db.get(&rtxn, key).map_err(|e| self.read_error(e))? {
+            Some(value) => visit(value),
+            None => Err(invalid(
+                &self.path,
+                format!(
+                    "no record \"{}\" (the LMDB changed while it was read?)",
+                    key_text(key)
+                ),
+            )),
+        }
+    }
+
     /// Visits every record in key order: `visit(key, value)`, stopping at its first error.
     pub fn for_each(&self, mut visit: impl FnMut(&[u8], &[u8]) -> Result<()>) -> Result<()> {
         let rtxn = self.read_txn()?;

@@ -14,6 +14,10 @@
 //! every other record must give the same shape (Caffe reshapes for each batch, which crema's nets do not
 //! follow), and an error names the record that does not. `label` of shape `[batch_size]`.
 //!
+//! `sampling_param { mode: CLASS_BALANCED | SQRT }` draws each record by its label instead
+//! ([`crate::data::sampling`]): every record's key and label are read once at setup, and the records of each
+//! batch are then read by key in the prefetch thread; the saved position also holds the sampler's generator.
+//!
 //! Batches are made ahead on a background thread ([`crate::data::prefetch`]), `data_param.prefetch` of them
 //! (default 4). A record that cannot be read or decoded stops the thread and fails the forward pass that would
 //! have used it, naming the database and the record's key. The layer's state (for solverstates) is the key of
@@ -23,6 +27,7 @@
 
 use std::fmt::Write as _;
 use std::ops::ControlFlow;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crema_proto::caffe::data_parameter::Db;
@@ -33,6 +38,7 @@ use crate::data::datum::{self, DatumPixels};
 use crate::data::lmdb::{key_text, LmdbReader};
 use crate::data::pixels::{invalid, ColorMode};
 use crate::data::prefetch::{Batch, BatchSource, Fill, Prefetcher, MAX_PREFETCH};
+use crate::data::sampling::{sampler_for, ClassSampler};
 use crate::data::transform::Transformer;
 use crate::layer::{
     required_count, required_text, Arity, Layer, LayerContext, LayerError, LayerResult,
@@ -189,6 +195,9 @@ struct DatumSource {
     mode: ColorMode,
     item: [usize; 3],
     batch_size: usize,
+    /// With `sampling_param` other than INSTANCE: draws each record by its label (an index into `keys`) instead
+    /// of reading in key order.
+    sampler: Option<(ClassSampler, Vec<Vec<u8>>)>,
 }
 
 /// Makes a Data layer: opens the LMDB and reads its first record for the tops' shape.
@@ -277,6 +286,30 @@ pub fn create(ctx: &mut LayerContext) -> LayerResult<Box<dyn Layer>> {
             .map_err(|e| LayerError::new(format!("data_param.rand_skip: {e}")))?
             .unwrap_or_default();
     }
+    let sampling = ctx.param.sampling_param.clone().unwrap_or_default();
+    let mut keys = Vec::new();
+    let sampler = sampler_for(
+        sampling.mode(),
+        || {
+            let mut labels = Vec::new();
+            reader
+                .for_each(|key, value| {
+                    let datum = datum::parse(value).map_err(|reason| {
+                        invalid(
+                            reader.path(),
+                            format!("record \"{}\": {reason}", key_text(key)),
+                        )
+                    })?;
+                    keys.push(key.to_vec());
+                    labels.push(f64::from(datum.label()));
+                    Ok(())
+                })
+                .map_err(|e| e.to_string())?;
+            Ok(labels)
+        },
+        super::hdf5_data::sampling_rng(&ctx.rng),
+    )
+    .map_err(|e| LayerError::new(format!("sampling_param: {e} ({})", reader.path().display())))?;
     let source = DatumSource {
         reader,
         next_key,
@@ -285,6 +318,7 @@ pub fn create(ctx: &mut LayerContext) -> LayerResult<Box<dyn Layer>> {
         mode,
         item,
         batch_size,
+        sampler: sampler.map(|s| (s, keys)),
     };
     let min_tops = 1;
     Ok(Box::new(PrefetchingData::new(
@@ -292,53 +326,96 @@ pub fn create(ctx: &mut LayerContext) -> LayerResult<Box<dyn Layer>> {
     )?))
 }
 
+impl DatumSource {
+    /// Transforms the record `key` (`value`) into place `i` of `batch`; errors name the record.
+    #[allow(clippy::too_many_arguments)]
+    fn fill_record(
+        path: &Path,
+        transformer: &Transformer,
+        mode: ColorMode,
+        item: [usize; 3],
+        rng: &mut Rng,
+        batch: &mut Batch,
+        i: usize,
+        key: &[u8],
+        value: &[u8],
+    ) -> crate::Result<()> {
+        let len: usize = item.iter().product();
+        let fail =
+            |reason: String| invalid(path, format!("record \"{}\": {reason}", key_text(key)));
+        let datum = datum::parse(value).map_err(fail)?;
+        let pixels = datum::pixels(&datum, mode).map_err(fail)?;
+        let view = pixels.view();
+        let shape = transformer
+            .output_shape(view.channels, view.height, view.width)
+            .map_err(fail)?;
+        if shape != item {
+            return Err(fail(format!(
+                "the image is {} × {} × {}, which transforms to {shape:?}, but the batches are {item:?} \
+                 (from the first record); every record needs the same size",
+                view.channels, view.height, view.width
+            )));
+        }
+        let out = &mut batch.data[i * len..(i + 1) * len];
+        transformer.transform(view, rng, out).map_err(fail)?;
+        if !datum.float_data.is_empty() {
+            if let Some(at) = out.iter().position(|v| !v.is_finite()) {
+                return Err(fail(format!(
+                    "float_data holds {} (value {at} after the transform): a net cannot learn from it",
+                    out[at]
+                )));
+            }
+        }
+        batch.label[i] = datum.label() as f32;
+        let origin = &mut batch.origins[i];
+        origin.clear();
+        let _ = write!(origin, "record \"{}\" of {}", key_text(key), path.display());
+        Ok(())
+    }
+}
+
 impl BatchSource for DatumSource {
     fn fill(&mut self, batch: &mut Batch, stop: &AtomicBool) -> Result<Fill, String> {
-        let len: usize = self.item.iter().product();
         let DatumSource {
             reader,
             rng,
             transformer,
             mode,
             item,
+            sampler,
             ..
         } = self;
         let path = reader.path();
+        if let Some((sampler, keys)) = sampler {
+            for i in 0..self.batch_size {
+                if stop.load(Ordering::Relaxed) {
+                    return Ok(Fill::Stopped);
+                }
+                let key = &keys[sampler.draw()];
+                reader
+                    .visit_key(key, |value| {
+                        Self::fill_record(
+                            path,
+                            transformer,
+                            *mode,
+                            *item,
+                            rng,
+                            batch,
+                            i,
+                            key,
+                            value,
+                        )
+                    })
+                    .map_err(|e| e.to_string())?;
+            }
+            return Ok(Fill::Done);
+        }
         let next = reader
             .visit_from(&self.next_key, self.batch_size, |i, key, value| {
                 if stop.load(Ordering::Relaxed) {
                     return Ok(ControlFlow::Break(()));
                 }
-                let fail = |reason: String| {
-                    invalid(path, format!("record \"{}\": {reason}", key_text(key)))
-                };
-                let datum = datum::parse(value).map_err(fail)?;
-                let pixels = datum::pixels(&datum, *mode).map_err(fail)?;
-                let view = pixels.view();
-                let shape = transformer
-                    .output_shape(view.channels, view.height, view.width)
-                    .map_err(fail)?;
-                if shape != *item {
-                    return Err(fail(format!(
-                        "the image is {} × {} × {}, which transforms to {shape:?}, but the batches are {item:?} \
-                         (from the first record); every record needs the same size",
-                        view.channels, view.height, view.width
-                    )));
-                }
-                let out = &mut batch.data[i * len..(i + 1) * len];
-                transformer.transform(view, rng, out).map_err(fail)?;
-                if !datum.float_data.is_empty() {
-                    if let Some(at) = out.iter().position(|v| !v.is_finite()) {
-                        return Err(fail(format!(
-                            "float_data holds {} (value {at} after the transform): a net cannot learn from it",
-                            out[at]
-                        )));
-                    }
-                }
-                batch.label[i] = datum.label() as f32;
-                let origin = &mut batch.origins[i];
-                origin.clear();
-                let _ = write!(origin, "record \"{}\" of {}", key_text(key), path.display());
+                Self::fill_record(path, transformer, *mode, *item, rng, batch, i, key, value)?;
                 Ok(ControlFlow::Continue(()))
             })
             .map_err(|e| e.to_string())?;
@@ -351,11 +428,15 @@ impl BatchSource for DatumSource {
         }
     }
 
-    /// The next key (a little-endian u64 length, then its bytes), then the generator's state.
+    /// The next key (a little-endian u64 length, then its bytes), then the generator's state; when sampling,
+    /// the sampler's generator after it.
     fn position(&self) -> Vec<u8> {
         let mut bytes = (self.next_key.len() as u64).to_le_bytes().to_vec();
         bytes.extend_from_slice(&self.next_key);
         bytes.extend_from_slice(&crate::math::rng_state(&self.rng));
+        if let Some((sampler, _)) = &self.sampler {
+            bytes.extend_from_slice(&sampler.state());
+        }
         bytes
     }
 
@@ -370,10 +451,24 @@ impl BatchSource for DatumSource {
             .filter(|&n| n <= 511)
             .ok_or_else(damaged)?;
         let key = position.get(8..8 + len).ok_or_else(damaged)?;
-        let rng = position
-            .get(8 + len..)
-            .and_then(crate::math::rng_from_state)
-            .ok_or_else(damaged)?;
+        let states = position.get(8 + len..).ok_or_else(damaged)?;
+        let state_len = crate::math::rng_state(&self.rng).len();
+        let rng_bytes = match (&mut self.sampler, states.len() / state_len) {
+            (Some((sampler, _)), 2) if states.len() == 2 * state_len => {
+                if !sampler.set_state(&states[state_len..]) {
+                    return Err(damaged());
+                }
+                &states[..state_len]
+            }
+            (None, 1) => states,
+            (Some(_), _) => {
+                return Err(
+                    "not a sampling Data layer's position (saved without sampling_param?)".into(),
+                )
+            }
+            (None, _) => return Err(damaged()),
+        };
+        let rng = crate::math::rng_from_state(rng_bytes).ok_or_else(damaged)?;
         self.next_key = key.to_vec();
         self.rng = rng;
         Ok(())
@@ -721,5 +816,63 @@ mod tests {
         l.set_state(&state).unwrap();
         let err = l.forward(&[], &mut [&mut data, &mut label]).unwrap_err().0;
         assert!(err.contains("record \"00000005_png\""), "{err}");
+    }
+
+    #[test]
+    fn sampling_draws_records_by_label_and_resumes() {
+        // 12 records: label 0 nine times, 1 twice, 2 once; record i's image holds 10 × label + position.
+        let path = fresh("sampling");
+        let labels = [[0; 9].as_slice(), &[1; 2], &[2]].concat();
+        let records: Vec<(String, Datum)> = labels
+            .iter()
+            .enumerate()
+            .map(|(i, &label)| {
+                let values: Vec<u8> = (0..18).map(|p| (10 * label + p) as u8).collect();
+                let image = Image::new(3, 2, 3, values).unwrap();
+                (format!("{i:08}"), raw_datum(&image, label))
+            })
+            .collect();
+        write(&path, &records);
+        let text = format!(
+            r#"top: "data" top: "label" data_param {{ source: "{}" batch_size: 8 backend: LMDB }}
+               sampling_param {{ mode: CLASS_BALANCED }}"#,
+            path.display()
+        );
+        let batches = run(layer(&text).unwrap().as_mut(), 2, 150);
+        let mut counts = [0f64; 3];
+        for batch in &batches {
+            for (image, &label) in batch[0].data().chunks_exact(18).zip(batch[1].data()) {
+                assert_eq!(image[0], 10.0 * label);
+                counts[label as usize] += 1.0;
+            }
+        }
+        let expected = 1200.0 / 3.0;
+        let chi: f64 = counts
+            .iter()
+            .map(|c| (c - expected).powi(2) / expected)
+            .sum();
+        assert!(chi < 13.8, "{counts:?}: chi² {chi}");
+
+        let mut first = layer(&text).unwrap();
+        run(first.as_mut(), 2, 2);
+        let state = first.state().unwrap();
+        let mut resumed = layer(&text).unwrap();
+        let mut blobs = vec![Blob::default(); 2];
+        let mut refs: Vec<&mut Blob> = blobs.iter_mut().collect();
+        resumed.setup(&[], &mut refs).unwrap();
+        resumed.set_state(&state).unwrap();
+        let tail = run(resumed.as_mut(), 2, 3);
+        assert_eq!(labels_of(&tail), labels_of(&batches[2..5]));
+        let plain = text.replace("sampling_param { mode: CLASS_BALANCED }", "");
+        let mut plain = layer(&plain).unwrap();
+        run(plain.as_mut(), 2, 1);
+        assert!(resumed.set_state(&plain.state().unwrap()).is_err());
+    }
+
+    fn labels_of(batches: &[Vec<Blob>]) -> Vec<(Vec<f32>, Vec<f32>)> {
+        batches
+            .iter()
+            .map(|b| (b[0].data().to_vec(), b[1].data().to_vec()))
+            .collect()
     }
 }
