@@ -179,7 +179,12 @@ fn row_runs_2d(
         0
     }
     .max(first);
-    let x = (first * sw + shift).saturating_sub(pw);
+    // No column reads the image (a stride past it): no image column either, so that callers slice nothing.
+    let x = if first < end {
+        (first * sw + shift).saturating_sub(pw)
+    } else {
+        0
+    };
     for oy in 0..oh {
         let iy = (oy * sh + ky * dh) as isize - ph as isize;
         let line = (iy >= 0 && (iy as usize) < h).then(|| (c * h + iy as usize) * w);
@@ -468,6 +473,17 @@ mod tests {
         check_against_definition(&shape(2, &[6, 7], &[2, 3], &[3, 2], &[1, 2], &[2, 3]));
         check_against_definition(&shape(1, &[3, 3], &[3, 3], &[1, 1], &[2, 2], &[1, 1]));
         check_against_definition(&shape(1, &[9], &[3], &[2], &[2], &[2]));
+        // A stride past the image with padding: the first kernel columns read only padding (found by the fuzz
+        // suite: the fast 2-D path sliced the image at the position it would have read).
+        check_against_definition(&shape(
+            2,
+            &[7, 7],
+            &[3, 3],
+            &[65535, 65535],
+            &[1, 1],
+            &[1, 1],
+        ));
+        check_against_definition(&shape(1, &[7, 5], &[3, 3], &[6, 4], &[2, 1], &[1, 2]));
         check_against_definition(&shape(
             2,
             &[4, 3, 5],
