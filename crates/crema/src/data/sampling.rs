@@ -136,6 +136,26 @@ pub fn sampler_for(
     ClassSampler::new(&labels()?, balance, rng).map(Some)
 }
 
+/// Pearson's chi-squared statistic of `counts` drawn against `probabilities` (a class of probability 0 must have
+/// no draws), for the statistical tests of sampled batches.
+#[cfg(test)]
+pub(crate) fn chi_squared(counts: &[u64], probabilities: &[f64]) -> f64 {
+    let n: u64 = counts.iter().sum();
+    counts
+        .iter()
+        .zip(probabilities)
+        .map(|(&c, &p)| {
+            if p == 0.0 {
+                assert_eq!(c, 0, "a class of probability 0 was drawn");
+                0.0
+            } else {
+                let expected = p * n as f64;
+                (c as f64 - expected).powi(2) / expected
+            }
+        })
+        .sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,25 +166,6 @@ mod tests {
         labels.extend(vec![1.0; 90]);
         labels.extend(vec![3.0; 10]);
         labels
-    }
-
-    /// Pearson's chi-squared statistic of `counts` against `probabilities` (classes of probability 0 must have
-    /// no draws).
-    fn chi_squared(counts: &[u64], probabilities: &[f64]) -> f64 {
-        let n: u64 = counts.iter().sum();
-        counts
-            .iter()
-            .zip(probabilities)
-            .map(|(&c, &p)| {
-                if p == 0.0 {
-                    assert_eq!(c, 0, "a class of probability 0 was drawn");
-                    0.0
-                } else {
-                    let expected = p * n as f64;
-                    (c as f64 - expected).powi(2) / expected
-                }
-            })
-            .sum()
     }
 
     #[test]

@@ -839,18 +839,14 @@ mod tests {
             path.display()
         );
         let batches = run(layer(&text).unwrap().as_mut(), 2, 150);
-        let mut counts = [0f64; 3];
+        let mut counts = [0u64; 3];
         for batch in &batches {
             for (image, &label) in batch[0].data().chunks_exact(18).zip(batch[1].data()) {
                 assert_eq!(image[0], 10.0 * label);
-                counts[label as usize] += 1.0;
+                counts[label as usize] += 1;
             }
         }
-        let expected = 1200.0 / 3.0;
-        let chi: f64 = counts
-            .iter()
-            .map(|c| (c - expected).powi(2) / expected)
-            .sum();
+        let chi = crate::data::sampling::chi_squared(&counts, &[1.0 / 3.0; 3]);
         assert!(chi < 13.8, "{counts:?}: chi² {chi}");
 
         let mut first = layer(&text).unwrap();

@@ -30,17 +30,8 @@ pub fn create(ctx: &mut LayerContext) -> LayerResult<Box<dyn Layer>> {
 mod tests {
     use super::*;
     use crate::blob::Blob;
-    use crate::layers::test_support::layer_from_text;
+    use crate::layers::test_support::{forward_once as run, layer_from_text};
     use crate::testing::{uniform_blob, GradientChecker};
-
-    fn run(layer: &mut dyn Layer, bottoms: &[&Blob], tops: usize) -> LayerResult<Vec<Blob>> {
-        let mut out: Vec<Blob> = (0..tops).map(|_| Blob::default()).collect();
-        let mut refs: Vec<&mut Blob> = out.iter_mut().collect();
-        layer.setup(bottoms, &mut refs)?;
-        layer.reshape(bottoms, &mut refs)?;
-        layer.forward(bottoms, &mut refs)?;
-        Ok(out)
-    }
 
     fn labels(shape: &[usize], classes: usize, seed: u64) -> Blob {
         let mut blob = uniform_blob(shape, 0.0, classes as f32, seed);

@@ -578,19 +578,15 @@ mod tests {
             "batch_size: 8 } sampling_param { mode: CLASS_BALANCED",
         );
         let batches = run(create(&mut context(&p)).unwrap().as_mut(), 150);
-        let mut counts = [0f64; 3];
+        let mut counts = [0u64; 3];
         for (data, labels) in &batches {
             for (image, &label) in data.chunks_exact(18).zip(labels) {
                 // Each image with its own entry's label: image i holds 10i + position.
                 assert_eq!(image[0], 10.0 * label);
-                counts[label as usize] += 1.0;
+                counts[label as usize] += 1;
             }
         }
-        let expected = 1200.0 / 3.0;
-        let chi: f64 = counts
-            .iter()
-            .map(|c| (c - expected).powi(2) / expected)
-            .sum();
+        let chi = crate::data::sampling::chi_squared(&counts, &[1.0 / 3.0; 3]);
         assert!(chi < 13.8, "{counts:?}: chi² {chi}");
 
         // A layer restored from the state after 2 batches hands out what the uninterrupted one did next.

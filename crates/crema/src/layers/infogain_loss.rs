@@ -411,7 +411,7 @@ impl Layer for InfogainLoss {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layers::test_support::{context, layer_from_text};
+    use crate::layers::test_support::{context, forward_once as run, layer_from_text};
     use crate::testing::{uniform_blob, GradientChecker};
 
     fn layer(text: &str) -> Box<dyn Layer> {
@@ -426,15 +426,6 @@ mod tests {
 
     fn h(classes: usize) -> Blob {
         uniform_blob(&[classes, classes], 0.0, 2.0, 77)
-    }
-
-    fn run(layer: &mut dyn Layer, bottoms: &[&Blob], tops: usize) -> LayerResult<Vec<Blob>> {
-        let mut out: Vec<Blob> = (0..tops).map(|_| Blob::default()).collect();
-        let mut refs: Vec<&mut Blob> = out.iter_mut().collect();
-        layer.setup(bottoms, &mut refs)?;
-        layer.reshape(bottoms, &mut refs)?;
-        layer.forward(bottoms, &mut refs)?;
-        Ok(out)
     }
 
     #[test]

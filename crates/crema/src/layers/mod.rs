@@ -194,6 +194,20 @@ pub(crate) mod test_support {
         create(&mut context(&param)).unwrap()
     }
 
+    /// Sets `layer` up on `bottoms`, reshapes it and runs it forward once; returns its `tops` tops.
+    pub fn forward_once(
+        layer: &mut dyn crate::layer::Layer,
+        bottoms: &[&crate::blob::Blob],
+        tops: usize,
+    ) -> crate::layer::LayerResult<Vec<crate::blob::Blob>> {
+        let mut out: Vec<crate::blob::Blob> = (0..tops).map(|_| Default::default()).collect();
+        let mut refs: Vec<&mut crate::blob::Blob> = out.iter_mut().collect();
+        layer.setup(bottoms, &mut refs)?;
+        layer.reshape(bottoms, &mut refs)?;
+        layer.forward(bottoms, &mut refs)?;
+        Ok(out)
+    }
+
     /// A context for `param` in `phase`.
     pub fn context_in(param: &LayerParameter, phase: Phase) -> LayerContext<'_> {
         LayerContext {
