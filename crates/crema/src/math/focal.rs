@@ -7,9 +7,11 @@
 //!
 //! Exact for extreme scores: `log p_k = x_k − logsumexp(x)` is never clipped, `1 − p_k` is `−expm1(log p_k)`
 //! (exact as `p_k → 1`), and `p (1 − p)^(γ−1) log p` is computed as `p (1 − p)^γ · (log p / (1 − p))`, whose
-//! last factor tends to −1, so that γ < 1 stays finite where `(1 − p)^(γ−1)` alone would not. Each position is
-//! computed in f32 (whole γ by multiplication), the loss summed in f64. With γ = 0 the loss is InfogainLoss's; the
-//! layer then uses InfogainLoss's own kernels.
+//! last factor tends to −1, so that γ < 1 stays finite where `(1 − p)^(γ−1)` alone would not. That care is needed
+//! for the most probable class only: every other class has `1 − p ≥ ½` and runs in branch-free lanes (crema's
+//! vectorizable `exp` and `ln`; FMA chosen at run time, as InfogainLoss's kernels). Each position is computed in
+//! f32, the loss summed in f64. With γ = 0 the loss is InfogainLoss's; the layer then uses InfogainLoss's own
+//! kernels.
 
 /// `(1 − p)^γ`, with γ's common whole values done by multiplication.
 #[derive(Clone, Copy)]
@@ -27,10 +29,22 @@ impl Exponent {
         }
     }
 
+    /// `q^γ` for `q` in (0, 1], in operations a loop can vectorize (crema's `exp` and `ln` for a real γ).
     #[inline(always)]
-    fn power(self, q: f32) -> f32 {
+    fn power<const FMA: bool>(self, q: f32) -> f32 {
         match self {
+            Exponent::Whole(1) => q,
             Exponent::Whole(2) => q * q,
+            Exponent::Whole(3) => q * q * q,
+            Exponent::Whole(n) => q.powi(n),
+            Exponent::Real(g) => super::exp::exp_with::<FMA>(g * super::exp::ln(q)),
+        }
+    }
+
+    /// `q^γ` for any `q` in [0, 1], exactly as the standard library computes it (for the one class per position
+    /// whose probability may be near 1).
+    fn power_exact(self, q: f32) -> f32 {
+        match self {
             Exponent::Whole(n) => q.powi(n),
             Exponent::Real(g) => q.powf(g),
         }
@@ -40,9 +54,45 @@ impl Exponent {
 /// Focal loss of every position of a `channels × inner` block of scores (classes `inner` apart; rows when
 /// `inner` is 1), each position's weights being the row of `h` (`channels × channels`) its label picks; a
 /// negative label marks an ignored position (no loss, zero gradient). Writes `scale · ∂loss/∂x` to `grad` and
-/// returns the summed loss (summed in f64; each position in f32, as InfogainLoss's kernels).
+/// returns the summed loss (each position in f32, summed in f64, as InfogainLoss's kernels).
 #[allow(clippy::too_many_arguments)]
 pub fn focal_cross_entropy(
+    x: &[f32],
+    channels: usize,
+    inner: usize,
+    labels: &[i32],
+    h: &[f32],
+    gamma: f32,
+    scale: f32,
+    grad: &mut [f32],
+) -> f64 {
+    #[cfg(target_arch = "x86_64")]
+    if super::softmax::has_avx2_fma() {
+        // SAFETY: the CPU has the features the function is compiled for.
+        return unsafe { focal_avx2(x, channels, inner, labels, h, gamma, scale, grad) };
+    }
+    focal_portable::<false>(x, channels, inner, labels, h, gamma, scale, grad)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn focal_avx2(
+    x: &[f32],
+    channels: usize,
+    inner: usize,
+    labels: &[i32],
+    h: &[f32],
+    gamma: f32,
+    scale: f32,
+    grad: &mut [f32],
+) -> f64 {
+    focal_portable::<true>(x, channels, inner, labels, h, gamma, scale, grad)
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn focal_portable<const FMA: bool>(
     x: &[f32],
     channels: usize,
     inner: usize,
@@ -75,18 +125,30 @@ pub fn focal_cross_entropy(
             &scores
         };
         let w = &h[label as usize * channels..][..channels];
-        loss += focal_position(row, w, gamma, exponent, &mut a, &mut p);
+        loss += focal_position::<FMA>(row, w, gamma, exponent, &mut a, &mut p);
         let a_sum: f32 = a.iter().sum();
-        for (k, (&ak, &pk)) in a.iter().zip(&p).enumerate() {
-            grad[offset + k * inner] = scale * (ak - pk * a_sum);
+        if inner == 1 {
+            let out = &mut grad[offset..offset + channels];
+            for ((g, &ak), &pk) in out.iter_mut().zip(&a).zip(&p) {
+                *g = scale * (ak - pk * a_sum);
+            }
+        } else {
+            for (k, (&ak, &pk)) in a.iter().zip(&p).enumerate() {
+                grad[offset + k * inner] = scale * (ak - pk * a_sum);
+            }
         }
     }
     loss
 }
 
-/// The loss of one position, with `a_k` written to `a` and `p_k` to `p`.
+/// Lanes of the per-class loops.
+const LANES: usize = 8;
+
+/// The loss of one position, with `a_k` written to `a` and `p_k` to `p`. Every class but the most probable is
+/// computed in branch-free lanes (its `1 − p` is at least ½, so computing it directly loses nothing); the most
+/// probable one, whose `1 − p` may be tiny, exactly, with `−expm1(log p)`.
 #[inline(always)]
-fn focal_position(
+fn focal_position<const FMA: bool>(
     x: &[f32],
     w: &[f32],
     gamma: f32,
@@ -94,30 +156,57 @@ fn focal_position(
     a: &mut [f32],
     p: &mut [f32],
 ) -> f64 {
-    // exp(x − max) once per class (crema's vectorizable exp), kept in p until the sum is known.
-    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut sum = 0.0f32;
-    for (p, &xk) in p.iter_mut().zip(x) {
-        *p = super::exp::exp(xk - max);
-        sum += *p;
+    let n = x.len();
+    let (w, a, p) = (&w[..n], &mut a[..n], &mut p[..n]);
+    let mut top = 0;
+    for k in 1..n {
+        if x[k] > x[top] {
+            top = k;
+        }
     }
+    let max = x[top];
+    let mut sums = [0.0f32; LANES];
+    for (ps, xs) in p.chunks_mut(LANES).zip(x.chunks(LANES)) {
+        for (j, (pk, &xk)) in ps.iter_mut().zip(xs).enumerate() {
+            *pk = super::exp::exp_with::<FMA>(xk - max);
+            sums[j] += *pk;
+        }
+    }
+    let sum: f32 = sums.iter().sum();
     let lse = max + sum.ln();
     let inverse = 1.0 / sum;
-    let mut loss = 0.0f64;
-    for (((a, p), &xk), &wk) in a.iter_mut().zip(p.iter_mut()).zip(x).zip(w) {
-        let log_p = xk - lse;
-        *p *= inverse;
-        // 1 − p: directly while p is small, as −expm1(log p) when it is near 1 (where 1 − p cancels).
-        let q = if *p < 0.5 { 1.0 - *p } else { -log_p.exp_m1() };
-        let focus = exponent.power(q);
-        // log p / (1 − p) → −1 as p → 1 (log(1 − q) / q = −1 − q/2 − …).
-        let ratio = if q > 1e-6 { log_p / q } else { -1.0 - 0.5 * q };
-        if wk != 0.0 {
-            loss -= f64::from(wk * focus * log_p);
+    let mut losses = [0.0f32; LANES];
+    for (chunk, (((as_, ps), xs), ws)) in a
+        .chunks_mut(LANES)
+        .zip(p.chunks_mut(LANES))
+        .zip(x.chunks(LANES))
+        .zip(w.chunks(LANES))
+        .enumerate()
+    {
+        for j in 0..xs.len() {
+            let log_p = xs[j] - lse;
+            let pk = ps[j] * inverse;
+            ps[j] = pk;
+            // q ≥ ½ for every class but the top one, which is left out here (selected to 0) and done below.
+            let q = 1.0 - pk;
+            let focus = exponent.power::<FMA>(q);
+            let term = if chunk * LANES + j == top {
+                0.0
+            } else {
+                ws[j] * focus
+            };
+            losses[j] = super::exp::madd::<FMA>(-term, log_p, losses[j]);
+            as_[j] = ws[j] * (gamma * pk * focus * (log_p / q) - focus);
         }
-        *a = wk * (gamma * *p * focus * ratio - focus);
     }
-    loss
+    // The top class, exactly: its 1 − p as −expm1(log p), and log p / (1 − p) → −1 as p → 1.
+    let log_p = x[top] - lse;
+    let q = -log_p.exp_m1();
+    let focus = exponent.power_exact(q);
+    let ratio = if q > 1e-6 { log_p / q } else { -1.0 - 0.5 * q };
+    a[top] = w[top] * (gamma * p[top] * focus * ratio - focus);
+    let lanes: f64 = losses.iter().map(|&l| f64::from(l)).sum();
+    lanes - f64::from(w[top] * focus * log_p)
 }
 
 #[cfg(test)]
