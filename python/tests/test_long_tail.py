@@ -120,3 +120,47 @@ def test_deferred_reweighting_across_a_snapshot_and_resume(write, tmp_path):
     for a, b in zip(again, hs[2:]):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(resumed.net.params["ip"][0].data, whole.net.params["ip"][0].data)
+
+
+def test_a_resumed_solver_draws_the_same_balanced_batches(write, tmp_path):
+    from conftest import EXAMPLES
+
+    train_list = EXAMPLES / "imbalanced-digits" / "train_h5.txt"
+    model = write(
+        "sampled.prototxt",
+        f"""
+        layer {{ name: "data" type: "HDF5Data" top: "data" top: "label"
+          hdf5_data_param {{ source: "{train_list}" batch_size: 16 }}
+          sampling_param {{ mode: CLASS_BALANCED }} }}
+        layer {{ name: "ip" type: "InnerProduct" bottom: "data" top: "s"
+          inner_product_param {{ num_output: 10 weight_filler {{ type: "xavier" }} }} }}
+        layer {{ name: "loss" type: "SoftmaxWithLoss" bottom: "s" bottom: "label" top: "loss" }}
+        """,
+    )
+    solver_path = write(
+        "s.prototxt",
+        f'net: "{model}"\nbase_lr: 0.1\nlr_policy: "fixed"\nmax_iter: 100\ndisplay: 0\n'
+        f'snapshot_prefix: "{tmp_path / "cb"}"\nrandom_seed: 11\n',
+    )
+
+    def labels_of(solver, steps):
+        seen = []
+        for _ in range(steps):
+            solver.step(1)
+            seen.append(solver.net.blobs["label"].data.copy())
+        return seen
+
+    whole = caffe.get_solver(solver_path)
+    all_labels = labels_of(whole, 40)
+    counts = np.bincount(np.concatenate(all_labels).astype(int), minlength=10)
+    # Every digit about equally often (640 draws: 64 each), though the training set is long-tailed.
+    assert counts.min() > 30 and counts.max() < 110, counts
+
+    first = caffe.get_solver(solver_path)
+    labels_of(first, 15)
+    first.snapshot()
+    resumed = caffe.get_solver(solver_path)
+    resumed.restore(str(tmp_path / "cb_iter_15.solverstate"))
+    for a, b in zip(labels_of(resumed, 25), all_labels[15:]):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(resumed.net.params["ip"][0].data, whole.net.params["ip"][0].data)
