@@ -29,18 +29,6 @@ impl Exponent {
         }
     }
 
-    /// `q^γ` for `q` in (0, 1], in operations a loop can vectorize (crema's `exp` and `ln` for a real γ).
-    #[inline(always)]
-    fn power<const FMA: bool>(self, q: f32) -> f32 {
-        match self {
-            Exponent::Whole(1) => q,
-            Exponent::Whole(2) => q * q,
-            Exponent::Whole(3) => q * q * q,
-            Exponent::Whole(n) => q.powi(n),
-            Exponent::Real(g) => super::exp::exp_with::<FMA>(g * super::exp::ln(q)),
-        }
-    }
-
     /// `q^γ` for any `q` in [0, 1], exactly as the standard library computes it (for the one class per position
     /// whose probability may be near 1).
     fn power_exact(self, q: f32) -> f32 {
@@ -102,7 +90,76 @@ fn focal_portable<const FMA: bool>(
     scale: f32,
     grad: &mut [f32],
 ) -> f64 {
+    // One loop per exponent, so that `q^γ` is known inside the per-class lanes.
     let exponent = Exponent::of(gamma);
+    let real = |g: f32| move |q: f32| super::exp::exp_with::<FMA>(g * super::exp::ln(q));
+    match exponent {
+        Exponent::Whole(1) => focal_blocks::<FMA>(
+            x,
+            channels,
+            inner,
+            labels,
+            h,
+            gamma,
+            scale,
+            grad,
+            exponent,
+            |q| q,
+        ),
+        Exponent::Whole(2) => focal_blocks::<FMA>(
+            x,
+            channels,
+            inner,
+            labels,
+            h,
+            gamma,
+            scale,
+            grad,
+            exponent,
+            |q| q * q,
+        ),
+        Exponent::Whole(n) => focal_blocks::<FMA>(
+            x,
+            channels,
+            inner,
+            labels,
+            h,
+            gamma,
+            scale,
+            grad,
+            exponent,
+            |q| q.powi(n),
+        ),
+        Exponent::Real(g) => focal_blocks::<FMA>(
+            x,
+            channels,
+            inner,
+            labels,
+            h,
+            gamma,
+            scale,
+            grad,
+            exponent,
+            real(g),
+        ),
+    }
+}
+
+/// [`focal_portable`] with `power(q) = q^γ` for every class but the most probable.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn focal_blocks<const FMA: bool>(
+    x: &[f32],
+    channels: usize,
+    inner: usize,
+    labels: &[i32],
+    h: &[f32],
+    gamma: f32,
+    scale: f32,
+    grad: &mut [f32],
+    exponent: Exponent,
+    power: impl Fn(f32) -> f32 + Copy,
+) -> f64 {
     // One position's scores (gathered when they are `inner` apart), its a_k and its probabilities.
     let mut scores = vec![0.0f32; if inner == 1 { 0 } else { channels }];
     let mut a = vec![0.0f32; channels];
@@ -125,7 +182,7 @@ fn focal_portable<const FMA: bool>(
             &scores
         };
         let w = &h[label as usize * channels..][..channels];
-        loss += focal_position::<FMA>(row, w, gamma, exponent, &mut a, &mut p);
+        loss += focal_position::<FMA>(row, w, gamma, exponent, power, &mut a, &mut p);
         let a_sum: f32 = a.iter().sum();
         if inner == 1 {
             let out = &mut grad[offset..offset + channels];
@@ -153,18 +210,21 @@ fn focal_position<const FMA: bool>(
     w: &[f32],
     gamma: f32,
     exponent: Exponent,
+    power: impl Fn(f32) -> f32,
     a: &mut [f32],
     p: &mut [f32],
 ) -> f64 {
     let n = x.len();
     let (w, a, p) = (&w[..n], &mut a[..n], &mut p[..n]);
-    let mut top = 0;
-    for k in 1..n {
-        if x[k] > x[top] {
-            top = k;
+    // The maximum in lanes, then where it is (the first such class).
+    let mut maxes = [f32::NEG_INFINITY; LANES];
+    for xs in x.chunks(LANES) {
+        for (m, &v) in maxes.iter_mut().zip(xs) {
+            *m = if v > *m { v } else { *m };
         }
     }
-    let max = x[top];
+    let max = maxes.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let top = x.iter().position(|&v| v == max).unwrap_or(0);
     let mut sums = [0.0f32; LANES];
     for (ps, xs) in p.chunks_mut(LANES).zip(x.chunks(LANES)) {
         for (j, (pk, &xk)) in ps.iter_mut().zip(xs).enumerate() {
@@ -189,7 +249,7 @@ fn focal_position<const FMA: bool>(
             ps[j] = pk;
             // q ≥ ½ for every class but the top one, which is left out here (selected to 0) and done below.
             let q = 1.0 - pk;
-            let focus = exponent.power::<FMA>(q);
+            let focus = power(q);
             let term = if chunk * LANES + j == top {
                 0.0
             } else {
