@@ -112,6 +112,7 @@ pub const LAYER_TYPES: &[&str] = &[
     "EuclideanLoss",
     "Exp",
     "Flatten",
+    "FocalLoss",
     "HDF5Data",
     "HingeLoss",
     "ImageData",
@@ -119,6 +120,7 @@ pub const LAYER_TYPES: &[&str] = &[
     "InnerProduct",
     "Input",
     "Log",
+    "LogitAdjust",
     "MultinomialLogisticLoss",
     "PReLU",
     "Parameter",
@@ -250,15 +252,20 @@ layer { name: "H2" type: "ClassWeights" bottom: "label" top: "H2"
 layer { name: "H3" type: "ClassWeights" bottom: "label" top: "H3"
   class_weights_param { mode: FIXED counts_file: "counts.txt" normalize: NONE } }
 layer { name: "H4" type: "ClassWeights" bottom: "label" top: "H4"
-  class_weights_param { num_classes: 4 mode: BATCH ignore_label: 2 } }
+  class_weights_param { num_classes: 4 mode: BATCH ignore_label: 2 start_iter: 2 } }
 layer { name: "sil" type: "Silence" bottom: "H2" bottom: "H3" bottom: "H4" }
+layer { name: "adjust" type: "LogitAdjust" bottom: "s" top: "s" include { phase: TRAIN }
+  logit_adjust_param { tau: 1 counts: 3 counts: 1 counts: 5 counts: 2 } }
+layer { name: "focal" type: "FocalLoss" bottom: "s" bottom: "label" bottom: "H" top: "focal"
+  focal_loss_param { gamma: 2 } loss_param { normalization: VALID } }
 layer { name: "acc" type: "Accuracy" bottom: "s" bottom: "label" top: "acc" top: "per_class" }
 "#;
 
 pub const NET_IMAGES: &str = r#"name: "fz_img"
 layer { name: "img" type: "ImageData" top: "data" top: "label"
   transform_param { mirror: true crop_size: 4 mean_value: 100 mean_value: 110 mean_value: 120 scale: 0.01 }
-  image_data_param { source: "img_list.txt" batch_size: 2 new_height: 6 new_width: 5 shuffle: true rand_skip: 2 } }
+  image_data_param { source: "img_list.txt" batch_size: 2 new_height: 6 new_width: 5 shuffle: true rand_skip: 2 }
+  sampling_param { mode: SQRT } }
 layer { name: "ip" type: "InnerProduct" bottom: "data" top: "s" inner_product_param { num_output: 3 } }
 layer { name: "loss" type: "SoftmaxWithLoss" bottom: "s" bottom: "label" top: "loss" }
 "#;
@@ -266,7 +273,8 @@ layer { name: "loss" type: "SoftmaxWithLoss" bottom: "s" bottom: "label" top: "l
 pub const NET_LMDB: &str = r#"name: "fz_lmdb"
 layer { name: "d" type: "Data" top: "data" top: "label"
   transform_param { scale: 0.0039 mean_file: "mean.binaryproto" mirror: true }
-  data_param { source: "db" batch_size: 3 backend: LMDB prefetch: 2 } }
+  data_param { source: "db" batch_size: 3 backend: LMDB prefetch: 2 }
+  sampling_param { mode: CLASS_BALANCED } }
 layer { name: "ip" type: "InnerProduct" bottom: "data" top: "s" inner_product_param { num_output: 3 } }
 layer { name: "loss" type: "SoftmaxWithLoss" bottom: "s" bottom: "label" top: "loss" }
 "#;
