@@ -217,8 +217,8 @@ impl Blob {
             .call_method1("ascontiguousarray", (value, "float32"))?
             .cast_into::<PyArrayDyn<f32>>()?;
         let given = array.shape().to_vec();
-        let values = array.readonly();
-        let values = values.as_slice()?;
+        // A copy first: the array may be this very blob's memory (`blob.data = blob.data`).
+        let values = array.readonly().as_slice()?.to_vec();
         this.get().with(py, part, |blob| {
             if given != blob.shape() {
                 return Err(PyValueError::new_err(format!(
@@ -229,8 +229,8 @@ impl Blob {
                 )));
             }
             match part {
-                Part::Data => blob.data_mut().copy_from_slice(values),
-                Part::Diff => blob.diff_mut().copy_from_slice(values),
+                Part::Data => blob.data_mut().copy_from_slice(&values),
+                Part::Diff => blob.diff_mut().copy_from_slice(&values),
             }
             Ok(())
         })

@@ -121,6 +121,15 @@ impl ClassSampler {
     }
 }
 
+/// The sampler's generator for a layer: the layer's seed on a stream of its own, apart from the layer's other
+/// draws (shuffling, transforms) and from every other layer's (whose streams are their positions in the net).
+pub fn sampling_rng(layer_rng: &Rng) -> Rng {
+    let mut rng = layer_rng.clone();
+    rng.set_stream(layer_rng.get_stream() ^ (1 << 63));
+    rng.set_word_pos(0);
+    rng
+}
+
 /// The sampler a `sampling_param` asks for (None for INSTANCE), over items of classes `labels`.
 pub fn sampler_for(
     mode: crema_proto::caffe::sampling_parameter::Mode,

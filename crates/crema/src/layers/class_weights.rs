@@ -210,7 +210,11 @@ impl Layer for ClassWeights {
             self.count_batch(bottom[0])?;
         }
         if deferred {
-            imbalance::write_diagonal_matrix(&vec![1.0; self.classes], top[0].data_mut());
+            let h = top[0].data_mut();
+            h.fill(0.0);
+            h.iter_mut()
+                .step_by(self.classes + 1)
+                .for_each(|v| *v = 1.0);
         } else if let Some(h) = &self.fixed {
             top[0].data_mut().copy_from_slice(h);
         } else {

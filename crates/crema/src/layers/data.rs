@@ -307,7 +307,7 @@ pub fn create(ctx: &mut LayerContext) -> LayerResult<Box<dyn Layer>> {
                 .map_err(|e| e.to_string())?;
             Ok(labels)
         },
-        super::hdf5_data::sampling_rng(&ctx.rng),
+        crate::data::sampling::sampling_rng(&ctx.rng),
     )
     .map_err(|e| LayerError::new(format!("sampling_param: {e} ({})", reader.path().display())))?;
     let source = DatumSource {

@@ -18,7 +18,7 @@ use smallvec::SmallVec;
 
 use crate::blob::Blob;
 use crate::data::hdf5::{Hdf5Position, Hdf5Source};
-use crate::data::sampling::{sampler_for, ClassSampler};
+use crate::data::sampling::{sampler_for, sampling_rng, ClassSampler};
 use crate::layer::{
     required_count, required_text, Arity, Layer, LayerContext, LayerError, LayerResult,
 };
@@ -83,15 +83,6 @@ pub fn create(ctx: &mut LayerContext) -> LayerResult<Box<dyn Layer>> {
         sampler,
         drawn: Vec::new(),
     }))
-}
-
-/// The sampler's generator: the layer's seed on a stream of its own, apart from the shuffling's and from every
-/// other layer's (whose streams are their positions in the net).
-pub(crate) fn sampling_rng(layer_rng: &crate::math::Rng) -> crate::math::Rng {
-    let mut rng = layer_rng.clone();
-    rng.set_stream(layer_rng.get_stream() ^ (1 << 63));
-    rng.set_word_pos(0);
-    rng
 }
 
 impl Hdf5Data {

@@ -141,7 +141,7 @@ pub fn create(ctx: &mut LayerContext) -> LayerResult<Box<dyn Layer>> {
                 .map(|(_, label)| f64::from(*label))
                 .collect())
         },
-        super::hdf5_data::sampling_rng(&ctx.rng),
+        crate::data::sampling::sampling_rng(&ctx.rng),
     )
     .map_err(|e| LayerError::new(format!("sampling_param: {e} ({})", source.list.display())))?;
     if source.shuffle {

@@ -161,6 +161,10 @@ impl Layer for LogitAdjust {
     fn forward(&mut self, bottom: &[&Blob], top: &mut [&mut Blob]) -> LayerResult {
         let inner = self.inner;
         let block = self.offsets.len() * inner;
+        if block == 0 {
+            // A blob with a zero extent past the class axis holds no scores.
+            return Ok(());
+        }
         for (tops, scores) in top[0]
             .data_mut()
             .chunks_exact_mut(block)

@@ -38,6 +38,10 @@ pub fn adjust_logits(
             && !l.bottom.iter().any(|b| b == scores)
             && l.r#type() == "Softmax"
     });
+    // The class axis: the Softmax's when one makes the scores, else Caffe's default 1.
+    let axis = produced_by_softmax
+        .and_then(|softmax| softmax.softmax_param.as_ref())
+        .map_or(1, |p| p.axis());
     let target = match produced_by_softmax {
         Some(softmax) => softmax
             .bottom
@@ -46,6 +50,11 @@ pub fn adjust_logits(
             .ok_or_else(|| error(format!("the Softmax making \"{scores}\" has no bottom")))?,
         None => scores.to_owned(),
     };
+    let name = format!("{target}_posthoc_logit_adjust");
+    if param.layer.iter().any(|l| l.name() == name) {
+        // Two readers of the same scores (top-1 and top-5 Accuracy): one correction.
+        return Ok(target);
+    }
     let reads = |l: &LayerParameter| l.bottom.contains(&target) && !l.top.contains(&target);
     let at = param.layer.iter().position(reads).ok_or_else(|| {
         error(format!(
@@ -54,6 +63,7 @@ pub fn adjust_logits(
     })?;
     let mut adjust = LogitAdjustParameter {
         tau: Some(-tau),
+        axis: Some(axis),
         ..Default::default()
     };
     match prior {
@@ -61,7 +71,7 @@ pub fn adjust_logits(
         PriorFrom::CountsFile(file) => adjust.counts_file = Some(file.clone()),
     }
     let layer = LayerParameter {
-        name: Some(format!("{target}_posthoc_logit_adjust")),
+        name: Some(name),
         r#type: Some("LogitAdjust".into()),
         bottom: vec![target.clone()],
         top: vec![target.clone()],
@@ -121,6 +131,16 @@ mod tests {
             param.layer[1].logit_adjust_param.as_ref().unwrap().source(),
             "train.txt"
         );
+        // A second reader of the same scores gets no second correction.
+        let before = param.layer.len();
+        adjust_logits(
+            &mut param,
+            "prob",
+            1.0,
+            &PriorFrom::Source("train.txt".into()),
+        )
+        .unwrap();
+        assert_eq!(param.layer.len(), before);
         let error =
             adjust_logits(&mut param, "nothing", 1.0, &PriorFrom::Source("s".into())).unwrap_err();
         assert!(
