@@ -130,7 +130,10 @@ class Net:
             self._feed(kwargs, "data")
         if self.layers:
             self._net.forward(start_index, end_index)
-        return {name: self.blobs[name].data for name in dict.fromkeys(wanted)}
+        if end is None:
+            return {name: self.blobs[name].data for name in dict.fromkeys(wanted)}
+        # A blob that a later layer rewrites in place: the values as layer `end` left them.
+        return {name: self._net.blob_at(name, end_index, False).data for name in dict.fromkeys(wanted)}
 
     def backward(self, diffs=None, start=None, end=None, **kwargs):
         """Runs the net (or layers ``start`` down to ``end``) backward, with the gradients of outputs given in
@@ -157,7 +160,10 @@ class Net:
             given.append((name, np.ascontiguousarray(value)))
         if self.layers:
             self._net.backward(start_index, end_index, given)
-        return {name: self.blobs[name].diff for name in dict.fromkeys(wanted)}
+        if end is None:
+            return {name: self.blobs[name].diff for name in dict.fromkeys(wanted)}
+        # The gradients layer `end` computed: those of the versions it reads.
+        return {name: self._net.blob_at(name, end_index, True).diff for name in dict.fromkeys(wanted)}
 
     def forward_all(self, blobs=None, **kwargs):
         """Runs the net over inputs of any number of items, a batch at a time; returns the outputs (and

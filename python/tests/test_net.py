@@ -234,3 +234,21 @@ def test_gpu_calls_warn_once_and_go_on():
     caffe.set_device(0)  # told once already
     caffe.set_mode_cpu()
     assert "Python" in caffe.layer_type_list() and "InfogainLoss" in caffe.layer_type_list()
+
+
+def test_ranges_return_what_the_range_left_in_blobs_rewritten_in_place(model):
+    net = caffe.Net(model, caffe.TEST, stages=["logits"])
+    x = np.random.default_rng(7).normal(size=(4, 3)).astype(np.float32)
+    net.forward(data=x)  # a whole pass first: the ReLU's version holds rectified values
+    w1, b1 = (p.data for p in net.params["ip1"])
+    pre = x @ w1.T + b1
+    assert (pre < 0).any()
+    # Stopped at ip1: its values before the in-place ReLU, as Caffe's shared blob would hold them.
+    out = net.forward(data=x, end="ip1")
+    np.testing.assert_allclose(out["ip1"], pre, rtol=1e-5, atol=1e-6)
+    # Stopped at ip2: the gradient ip2 hands back to what it reads (the ReLU's output), before the ReLU's mask.
+    g = np.ones((4, 2), np.float32)
+    net.forward(data=x)
+    grads = net.backward(end="ip2", ip2=g)
+    w2 = net.params["ip2"][0].data
+    np.testing.assert_allclose(grads["ip1"], g @ w2, rtol=1e-5, atol=1e-6)

@@ -54,6 +54,9 @@ pub enum Source {
     /// the newest (what Caffe's one shared blob holds after forward), gradients from the oldest (what it holds
     /// after backward); a net input's values from the input itself, so that writing them feeds the net.
     Net { net: Py<Net>, name: String },
+    /// One version of a net's blob, by id: what a forward that stopped at a layer left there, or what a
+    /// backward that stopped at a layer reads.
+    Version { net: Py<Net>, id: usize },
     /// Learnable blob `index` of layer `layer` of a net.
     Param {
         net: Py<Net>,
@@ -157,6 +160,9 @@ impl Blob {
                 })?;
                 f(net.blob_by_id_mut(id))
             })?,
+            Source::Version { net, id } => {
+                net.get().with_net(py, |net| f(net.blob_by_id_mut(*id)))?
+            }
             Source::Param { net, layer, index } => net.get().with_net(py, |net| {
                 let params = net.layer_params_mut(*layer);
                 let count = params.len();

@@ -241,6 +241,34 @@ impl Net {
         }))
     }
 
+    /// Blob `name` as a run over part of the net leaves it, when layers rewrite it in place: after a forward
+    /// that stopped at layer `end`, the newest version made by a layer up to `end`; for a backward that stopped
+    /// at layer `end` (`backward` true), the version that layers from `end` on read (made before `end`).
+    fn blob_at(this: &Bound<'_, Self>, name: String, end: usize, backward: bool) -> PyResult<Blob> {
+        let id = this.get().with_net(this.py(), |n| {
+            let versions = n.blob_version_ids(&name);
+            let made_by = |id: &usize| n.blob_producer(*id).unwrap_or(0);
+            let fits = |id: &&usize| {
+                if backward {
+                    made_by(id) < end
+                } else {
+                    made_by(id) <= end
+                }
+            };
+            versions
+                .iter()
+                .rev()
+                .find(fits)
+                .or(versions.first())
+                .copied()
+        })?;
+        let id = id.ok_or_else(|| pyo3::exceptions::PyKeyError::new_err(name.clone()))?;
+        Ok(Blob::new(Source::Version {
+            net: this.clone().unbind(),
+            id,
+        }))
+    }
+
     /// Learnable blob `index` of layer `layer`.
     fn param(this: &Bound<'_, Self>, layer: usize, index: usize) -> PyResult<Blob> {
         let count = this.get().param_count(this.py(), layer)?;

@@ -895,6 +895,11 @@ impl Net {
             .collect()
     }
 
+    /// The index of the layer that makes version `id` of a blob (None for a blob no layer makes).
+    pub fn blob_producer(&self, id: usize) -> Option<usize> {
+        self.producer_slot(id)
+    }
+
     /// The blob with id `id` (from [`Net::blob_version_ids`]).
     pub fn blob_by_id_mut(&mut self, id: usize) -> &mut Blob {
         &mut self.blobs[id]
