@@ -54,112 +54,71 @@ pub fn focal_cross_entropy(
     scale: f32,
     grad: &mut [f32],
 ) -> f64 {
+    let block = Block {
+        x,
+        channels,
+        inner,
+        labels,
+        h,
+        gamma,
+        scale,
+    };
     #[cfg(target_arch = "x86_64")]
     if super::softmax::has_avx2_fma() {
         // SAFETY: the CPU has the features the function is compiled for.
-        return unsafe { focal_avx2(x, channels, inner, labels, h, gamma, scale, grad) };
+        return unsafe { focal_avx2(&block, grad) };
     }
-    focal_portable::<false>(x, channels, inner, labels, h, gamma, scale, grad)
+    focal_portable::<false>(&block, grad)
+}
+
+/// The inputs of [`focal_cross_entropy`], handed down its dispatch.
+struct Block<'a> {
+    x: &'a [f32],
+    channels: usize,
+    inner: usize,
+    labels: &'a [i32],
+    h: &'a [f32],
+    gamma: f32,
+    scale: f32,
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn focal_avx2(
-    x: &[f32],
-    channels: usize,
-    inner: usize,
-    labels: &[i32],
-    h: &[f32],
-    gamma: f32,
-    scale: f32,
-    grad: &mut [f32],
-) -> f64 {
-    focal_portable::<true>(x, channels, inner, labels, h, gamma, scale, grad)
+unsafe fn focal_avx2(block: &Block, grad: &mut [f32]) -> f64 {
+    focal_portable::<true>(block, grad)
 }
 
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn focal_portable<const FMA: bool>(
-    x: &[f32],
-    channels: usize,
-    inner: usize,
-    labels: &[i32],
-    h: &[f32],
-    gamma: f32,
-    scale: f32,
-    grad: &mut [f32],
-) -> f64 {
+fn focal_portable<const FMA: bool>(block: &Block, grad: &mut [f32]) -> f64 {
     // One loop per exponent, so that `q^γ` is known inside the per-class lanes.
-    let exponent = Exponent::of(gamma);
-    let real = |g: f32| move |q: f32| super::exp::exp_with::<FMA>(g * super::exp::ln(q));
+    let exponent = Exponent::of(block.gamma);
     match exponent {
-        Exponent::Whole(1) => focal_blocks::<FMA>(
-            x,
-            channels,
-            inner,
-            labels,
-            h,
-            gamma,
-            scale,
-            grad,
-            exponent,
-            |q| q,
-        ),
-        Exponent::Whole(2) => focal_blocks::<FMA>(
-            x,
-            channels,
-            inner,
-            labels,
-            h,
-            gamma,
-            scale,
-            grad,
-            exponent,
-            |q| q * q,
-        ),
-        Exponent::Whole(n) => focal_blocks::<FMA>(
-            x,
-            channels,
-            inner,
-            labels,
-            h,
-            gamma,
-            scale,
-            grad,
-            exponent,
-            |q| q.powi(n),
-        ),
-        Exponent::Real(g) => focal_blocks::<FMA>(
-            x,
-            channels,
-            inner,
-            labels,
-            h,
-            gamma,
-            scale,
-            grad,
-            exponent,
-            real(g),
-        ),
+        Exponent::Whole(1) => focal_blocks::<FMA>(block, grad, exponent, |q| q),
+        Exponent::Whole(2) => focal_blocks::<FMA>(block, grad, exponent, |q| q * q),
+        Exponent::Whole(n) => focal_blocks::<FMA>(block, grad, exponent, |q| q.powi(n)),
+        Exponent::Real(g) => focal_blocks::<FMA>(block, grad, exponent, |q| {
+            super::exp::exp_with::<FMA>(g * super::exp::ln(q))
+        }),
     }
 }
 
 /// [`focal_portable`] with `power(q) = q^γ` for every class but the most probable.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
 fn focal_blocks<const FMA: bool>(
-    x: &[f32],
-    channels: usize,
-    inner: usize,
-    labels: &[i32],
-    h: &[f32],
-    gamma: f32,
-    scale: f32,
+    block: &Block,
     grad: &mut [f32],
     exponent: Exponent,
     power: impl Fn(f32) -> f32 + Copy,
 ) -> f64 {
+    let Block {
+        x,
+        channels,
+        inner,
+        labels,
+        h,
+        gamma,
+        scale,
+    } = *block;
     // One position's scores (gathered when they are `inner` apart), its a_k and its probabilities.
     let mut scores = vec![0.0f32; if inner == 1 { 0 } else { channels }];
     let mut a = vec![0.0f32; channels];
